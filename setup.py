@@ -54,6 +54,7 @@ setup(
         "console_scripts": [
             "pmd-train=trainer.cli:main",
             "pmd-harness=harness.cli:main",
+            "pmd-lm-eval=harness.lm_eval_cli:main",
         ]
     },
 )

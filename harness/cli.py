@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from .data_cli import data
+from .eval_cli import eval_command
 from .memory_cli import memory
 from .score_cli import score
 
@@ -15,6 +16,7 @@ def main() -> None:
 
     \b
     Examples:
+      pmd-harness eval --model results/demo-pmd --tasks demo_mcq --no-memory
       pmd-harness memory stats results/demo/memory.db
       pmd-harness memory search results/demo/memory.db "which option is a noble gas?"
       pmd-harness score --task demo_mcq --responses answers.jsonl
@@ -22,6 +24,7 @@ def main() -> None:
 
 
 main.add_command(data)
+main.add_command(eval_command, name="eval")
 main.add_command(memory)
 main.add_command(score)
 

@@ -26,7 +26,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from memory_bank.errors import BankError
     from pmd.config import ConfigError
 
-    return (BankError, ConfigError, EmbedderLoadError, FileNotFoundError, ValueError)
+    return (BankError, ConfigError, EmbedderLoadError, FileNotFoundError, FileExistsError, ValueError)
 
 
 def reports_user_errors(func: Callable) -> Callable:

@@ -137,7 +137,10 @@ class MemoryBank:
                     f"{path} has schema version {version} (current {LATEST_VERSION}); "
                     f"upgrade it once with `pmd-harness memory migrate {path}`"
                 )
-            conn = _connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            # As in inspect_bank_file: immutable when no writer is active (no -wal), so reading a
+            # finished bank leaves no -wal/-shm files beside it; a live bank is read in WAL mode.
+            flags = "mode=ro" if Path(f"{path}-wal").exists() else "mode=ro&immutable=1"
+            conn = _connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
             return cls(conn, path, readonly=True, limits=limits, embedder=embedder)
         return cls._initialize(_connect(str(path)), path, limits=limits, embedder=embedder)
 

@@ -1,0 +1,82 @@
+"""One ``pmd-harness eval`` job from settings to a finished ``results/<name>/`` folder."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from .eval_report import ResultsFolder, write_json, write_run, write_summary
+from .eval_summary import summarize_run
+from .evaluation import EvalSettings, evaluate_grid
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _bank_facts(path: str) -> dict:
+    from memory_bank import MemoryBank
+    from memory_bank.transfer import bank_stats
+
+    with MemoryBank.open(path, readonly=True) as bank:
+        return {"path": str(Path(path).resolve()), **bank_stats(bank)}
+
+
+def resolved_settings(settings: EvalSettings, records: list[dict]) -> dict:
+    """Everything needed to reproduce the numbers."""
+    return {
+        **settings.to_dict(),
+        "scaling_k": settings.ks() if settings.scaling else None,
+        "gen_kwargs": settings.gen_kwargs(),
+        "runs": [{key: r[key] for key in ("label", "model", "model_path", "memory", "memory_k", "chat_template")}
+                 for r in records],
+        "banks": {path: _bank_facts(path) for path in (settings.memory, settings.compare_memory) if path},
+        "versions": {"pmd": _version("pmd"), "pmd_commit": _git_commit(), "lm_eval": _version("lm_eval"),
+                     "transformers": _version("transformers"), "torch": _version("torch"),
+                     "vllm": _version("vllm"), "python": platform.python_version()},
+        "command": sys.argv,
+    }
+
+
+def run_evaluation(settings: EvalSettings, echo: Callable[[str], None] = print) -> tuple[Path, dict]:
+    """Evaluate, then write the results folder; returns its path and the summary."""
+    settings.validate()
+    folder = ResultsFolder(settings.output_dir, settings.name, settings.overwrite)
+    records: list[dict] = []
+    scaling_ks = settings.ks() if settings.scaling else None
+
+    def started(i: int, n: int, spec) -> None:
+        echo(f"[{i}/{n}] {spec.label}")
+
+    def finished(output) -> None:
+        write_run(folder, output)
+        records.append(summarize_run(output, settings.tasks, scaling_ks=scaling_ks))
+
+    try:
+        evaluate_grid(settings, on_run=started, on_done=finished)
+        write_json(folder.path("settings.json"), resolved_settings(settings, records))
+        summary = write_summary(folder, settings.name, settings.to_dict(), records, settings.tasks)
+    except BaseException:
+        if records:
+            echo(f"evaluation stopped; the finished runs are kept in {folder.stage}")
+        else:
+            import shutil
+
+            shutil.rmtree(folder.stage, ignore_errors=True)
+        raise
+    return folder.commit(), summary
