@@ -6,6 +6,7 @@ import click
 from .data_cli import data
 from .eval_cli import eval_command
 from .memory_cli import memory
+from .report_cli import report
 from .score_cli import score
 
 
@@ -17,6 +18,7 @@ def main() -> None:
     \b
     Examples:
       pmd-harness eval --model results/demo-pmd --tasks demo_mcq --no-memory
+      pmd-harness report results/demo-pmd
       pmd-harness memory stats results/demo/memory.db
       pmd-harness memory search results/demo/memory.db "which option is a noble gas?"
       pmd-harness score --task demo_mcq --responses answers.jsonl
@@ -26,6 +28,7 @@ def main() -> None:
 main.add_command(data)
 main.add_command(eval_command, name="eval")
 main.add_command(memory)
+main.add_command(report)
 main.add_command(score)
 
 if __name__ == "__main__":

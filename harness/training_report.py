@@ -55,24 +55,14 @@ def _read_config(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _open_bank_readonly(path: Path):
-    """A read-only ``MemoryBank`` on ``path`` that creates no files beside it. A plain read-only
-    open of a WAL database leaves -wal/-shm files behind; with no -wal present nobody is writing
-    the bank, so it is opened immutable (as ``inspect_bank_file`` does)."""
-    from memory_bank import MemoryBank
-    from memory_bank.bank import _connect, inspect_bank_file
-
-    inspect_bank_file(path)  # a clear BankError for a file that is not a bank
-    flags = "mode=ro" if Path(f"{path}-wal").exists() else "mode=ro&immutable=1"
-    conn = _connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
-    return MemoryBank(conn, path, readonly=True)
-
-
 def _read_bank(path: Path) -> tuple[dict[str, int], dict[str, list[int | None]]]:
     from memory_bank.records import LEVEL_TABLES
 
     step_columns = {"experience": "step", "insight": "first_step", "behavior": "step"}
-    bank = _open_bank_readonly(path)
+    from memory_bank import MemoryBank
+
+    # read-only opens are immutable when no writer is active: no -wal/-shm files appear
+    bank = MemoryBank.open(path, readonly=True)
     try:
         counts = {level: n for level, n in bank.counts().items() if level in (*LEVELS, "question", "cluster")}
         steps = {level: [row[0] for row in bank.conn.execute(f"SELECT {step_columns[level]} FROM {LEVEL_TABLES[level]}")]

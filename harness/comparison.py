@@ -1,0 +1,80 @@
+"""One comparison table across result folders: training runs (GRPO vs SDPO vs PMD vs ablations)
+and evaluation folders (every run of every folder, one column per task)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .eval_report import markdown_table, pct
+from .scaling import coverage_difference
+
+TRAINING_HEADER = ["run", "algorithm", "memory", "steps", "final reward", "final val. acc.", "best val. acc.",
+                   "experiences", "insights", "behaviors"]
+
+
+def kind_of(folder: Path) -> str:
+    """``"eval"`` (has summary.json), ``"training"`` (has metrics.jsonl), else an error."""
+    if (folder / "summary.json").is_file():
+        return "eval"
+    if (folder / "metrics.jsonl").is_file():
+        return "training"
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder} not found; check the path")
+    raise ValueError(f"{folder} is neither a pmd-train run (metrics.jsonl) nor a pmd-harness eval folder "
+                     "(summary.json)")
+
+
+def load_eval_summary(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+
+
+def training_rows(summaries: Sequence[dict]) -> list[list[str]]:
+    rows = []
+    for s in summaries:
+        entries = s.get("entries") or {}
+        memory = s["memory_mode"] + (" (frozen policy)" if s.get("policy_frozen") else "")
+        rows.append([s["run"], s["algorithm"], memory, str(s["steps"]),
+                     "–" if s["final_reward"] is None else f"{s['final_reward']:.3f}",
+                     pct(s["final_validation_accuracy"]), pct(s["best_validation_accuracy"]),
+                     *(str(entries.get(level, "–")) if entries else "–" for level in ("experience", "insight", "behavior"))])
+    return rows
+
+
+def eval_table(summaries: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """Rows: ``folder: run``; columns: the union of tasks (headline metric, %)."""
+    tasks: list[str] = []
+    for summary in summaries.values():
+        tasks += [t for t in summary["tasks"] if t not in tasks]
+    rows = []
+    for name, summary in summaries.items():
+        for run in summary["runs"]:
+            rows.append([f"{name}: {run['label']}", *(pct(run["tasks"].get(t, {}).get("value")) for t in tasks)])
+    return ["run", *tasks], rows
+
+
+def eval_coverage(summaries: dict[str, dict]) -> list[dict]:
+    """With exactly two evaluation folders: questions only one folder's first run solves, per task."""
+    if len(summaries) != 2:
+        return []
+    (name_a, a), (name_b, b) = summaries.items()
+    first_a, first_b = a["runs"][0], b["runs"][0]
+    out = []
+    for task in first_a.get("solved", {}):
+        if task in first_b.get("solved", {}):
+            diff = coverage_difference(first_a["solved"][task], first_b["solved"][task])
+            out.append({"task": task, "a": f"{name_a}: {first_a['label']}", "b": f"{name_b}: {first_b['label']}",
+                        "only_a": diff["only_a"], "only_b": diff["only_b"], "both": len(diff["both"])})
+    return out
+
+
+def comparison_markdown(training: Sequence[dict], evals: dict[str, dict], coverage: Sequence[dict]) -> str:
+    parts = ["# Comparison", ""]
+    if training:
+        parts += ["## Training runs", "", markdown_table(TRAINING_HEADER, training_rows(training)), ""]
+    if evals:
+        parts += ["## Evaluations (%)", "", markdown_table(*eval_table(evals)), ""]
+    for diff in coverage:
+        parts.append(f"- {diff['task']}: only `{diff['a']}` solves {len(diff['only_a'])}, only `{diff['b']}` "
+                     f"solves {len(diff['only_b'])}, both {diff['both']}.")
+    return "\n".join(parts).rstrip() + "\n"
