@@ -1,180 +1,181 @@
-"""``make demo``: the main job on bundled defaults, small enough for a laptop CPU.
+"""``make demo``: the whole PMD pipeline on bundled defaults, small enough for a laptop CPU.
 
-What it does today (training and evaluation join it as they land):
+1. builds the two tiny Qwen3 models (random weights, a locally trained tokenizer) and warms them
+   up on the answer format of the bundled questions (``pmd.warmup``), under .demo/;
+2. trains the tiny model with PMD for a few steps (``pmd-train``, trainer/configs/demo_cpu.yaml):
+   rollouts, verifier rewards, experience memory, reflection, the memory-conditioned teacher,
+   DeepSpeed steps, checkpoints;
+3. exports the run's memory bank with a manifest;
+4. evaluates the trained checkpoint without memory (``pmd-harness eval --no-memory``);
+5. evaluates the *larger* tiny model with the exported bank retrieved into its prompts, with
+   k = 0 (no memory), 1 and 3 entries (memory transfer);
+6. samples 8 answers per question from the checkpoint: maj@k against best@k (test-time scaling);
+7. writes the training report (curves, memory growth) and one summary table.
 
-1. builds the two tiny Qwen3 models (random weights, locally trained tokenizer) under .demo/;
-2. lets the tiny student answer a few bundled science questions (real sampling), scores every
-   answer with the task's verifier and stores the attempts as experience memory in a new bank;
-3. adds the bundled example insights and behaviors (hand-written stand-ins for what reflection
-   writes during training, labelled as such in their provenance) and clusters questions by topic;
-4. searches the bank for each held-out question with hybrid retrieval (BM25 + all-MiniLM-L6-v2);
-5. exports the bank with a manifest and merges the export into a second bank to show it is
-   lossless and idempotent.
-
-Everything lands in results/demo/ (replaced only once the new run is complete).
+Everything lands in results/demo/; an earlier results/demo is replaced only when the new one is
+complete (it is restored if the demo fails).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
+import subprocess
+import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import click
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_MEMORY = Path(__file__).with_name("demo_memory.jsonl")
-TASK_DIR = ROOT / "tasks" / "demo_mcq"
-RUN_ID = "demo"
-EXAMPLE_MODEL = "hand-written example"
+CONFIG = ROOT / "trainer" / "configs" / "demo_cpu.yaml"
+TASK = "demo_mcq"
+STEPS = 7
 
 
 def _step(number: int, text: str) -> None:
-    click.secho(f"\n[{number}/5] {text}", bold=True)
+    click.secho(f"\n[{number}/{STEPS}] {text}", bold=True)
 
 
-def build_models(cache: Path) -> dict[str, Path]:
-    from pmd.tiny_model import build_tiny_models
-
-    return build_tiny_models(cache / "models")
-
-
-def collect_experiences(bank, model_dir: Path, questions, samples: int, max_new_tokens: int) -> list[float]:
-    """Sample answers from the tiny student, verify them, store them as experiences."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from memory_bank import Experience
-    from tasks.sciknoweval.verifier import verify_choice
-    from trainer.rollout import SamplingConfig, chat_prompt, sample_responses
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    prompts = [chat_prompt(tokenizer, q.messages()) for q in questions]
-    answers = sample_responses(model, tokenizer, prompts, samples, SamplingConfig(max_new_tokens=max_new_tokens))
-    rewards = []
-    with bank.transaction():
-        for question, responses in zip(questions, answers):
-            verdicts = [verify_choice(r, question.answer, list(question.letters)) for r in responses]
-            bank.add_experiences([
-                Experience(question.question_id, question.prompt, response, v.reward, v.feedback,
-                           step=0, policy_version=0, run_id=RUN_ID, model=model_dir.name)
-                for response, v in zip(responses, verdicts)
-            ])
-            rewards += [v.reward for v in verdicts]
-    return rewards
+def train(model: Path, out: Path, steps: int) -> Path:
+    """``pmd-train`` on the demo config, in its own process as a user would run it."""
+    command = [sys.executable, "-m", "trainer.cli", "--config", str(CONFIG),
+               "--set", f"model.name_or_path={model}", "--set", f"run.output_dir={out}", "--set", "run.name=train",
+               "--set", f"data.max_steps={steps}", "--set", f"checkpoint.every={max(1, steps // 2)}"]
+    click.echo("  $ pmd-train --config trainer/configs/demo_cpu.yaml " + " ".join(command[5:]))
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if result.returncode != 0:
+        raise click.ClickException(f"pmd-train failed (exit {result.returncode}); see its output above")
+    return out / "train"
 
 
-def add_example_memory(bank, questions) -> dict[str, int]:
-    """Load the bundled example insights/behaviors; cluster the questions by topic."""
-    from memory_bank import Behavior, Insight
+def export(run_dir: Path, dest: Path, model: Path) -> dict:
+    from memory_bank import MemoryBank
+    from memory_bank.transfer import export_bank
 
-    by_topic = defaultdict(list)
-    for q in questions:
-        by_topic[q.topic].append(q.question_id)
-    prompts = {q.question_id: q.prompt for q in questions}
-    with bank.transaction():
-        clusters = {topic: bank.add_cluster(ids, label=topic, run_id=RUN_ID, model=EXAMPLE_MODEL)
-                    for topic, ids in sorted(by_topic.items())}
-        for line in DEMO_MEMORY.read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line)
-            if entry["level"] == "insight":
-                bank.upsert_question(entry["question_id"], prompts[entry["question_id"]], task="demo_mcq")
-                bank.add_insight(Insight(entry["question_id"], entry["kind"], entry["text"], entry["confidence"],
-                                         run_id=RUN_ID, model=EXAMPLE_MODEL))
-            else:
-                bank.add_behavior(Behavior(entry["kind"], entry["text"], cluster_id=clusters.get(entry["topic"]),
-                                           run_id=RUN_ID, model=EXAMPLE_MODEL))
-    return clusters
+    with MemoryBank.open(run_dir / "memory.db", readonly=True) as bank:
+        return export_bank(bank, dest, task=TASK, source_model=str(model))
 
 
-def show_retrieval(bank, questions, k: int) -> None:
-    from harness.tables import print_table
-    from memory_bank.retrieval import BankRetriever
+def evaluate(out: Path, name: str, model: Path, **options):
+    from .eval_job import run_evaluation
+    from .evaluation import EvalSettings
 
-    retriever = BankRetriever(bank)
-    for question in questions:
-        first_line = question.prompt.splitlines()[0]
-        hits = retriever.search(first_line, k=k)
-        rows = [[i + 1, h.level, h.bm25_rank or "-", h.dense_rank or "-", h.text] for i, h in enumerate(hits)]
-        print_table(f"memory for: {first_line}", ["#", "level", "bm25", "dense", "entry"], rows)
+    settings = EvalSettings(models=[str(model)], tasks=[TASK], name=name, output_dir=out, **options)
+    click.echo(f"  $ pmd-harness eval --model {model} --tasks {TASK} ... --name {name}")
+    path, summary = run_evaluation(settings, echo=lambda line: click.echo(f"  {line}"))
+    return path, summary
+
+
+def show_memory_example(transfer_dir: Path) -> None:
+    """The memory block the transfer run gave to its first question."""
+    run = next(p for p in sorted((transfer_dir / "runs").iterdir()) if "no-memory" not in p.name)
+    sample = json.loads((run / f"samples_{TASK}.jsonl").read_text().splitlines()[0])
+    click.echo(f"  question: {sample['doc']['prompt'].splitlines()[0]}")
+    for entry in sample["memory"]:
+        text = " ".join(entry["text"].split())
+        click.echo(f"    [{entry['level']}] {text[:110]}{'…' if len(text) > 110 else ''}")
+
+
+def summary_rows(summaries: dict[str, dict]) -> list[list[str]]:
+    from .eval_report import pct
+
+    rows = []
+    for name, summary in summaries.items():
+        for run in summary["runs"]:
+            info = run["tasks"][TASK]
+            curve = run.get("scaling", {}).get(TASK)
+            scaling = (f"maj@{curve[-1]['k']} {pct(curve[-1]['maj'])}, best@{curve[-1]['k']} {pct(curve[-1]['best'])}"
+                       if curve else "")
+            rows.append([name, run["label"], f"{info['headline']}@{info['samples'] or 1}", pct(info["value"]), scaling])
+    return rows
+
+
+def run_demo(out: Path, cache: Path, steps: int, limit: int | None, samples: int, max_gen_toks: int) -> dict:
+    from pmd.warmup import build_demo_models
+
+    from .comparison import comparison_markdown
+    from .training_report import summarize_run, training_report
+
+    _step(1, "Building the tiny Qwen3 models and warming them up on the answer format")
+    models = build_demo_models(cache / "models")
+    for name, path in models.items():
+        click.echo(f"  {name}: {path}")
+
+    _step(2, f"PMD training of the tiny model on {TASK}: {steps} steps (rollouts, reflection, teacher, DeepSpeed)")
+    run_dir = train(models["tiny"], out, steps)
+
+    _step(3, "Exporting the run's memory bank")
+    manifest = export(run_dir, out / "bank.db", models["tiny"])
+    click.echo(f"  {out / 'bank.db'}: {manifest['counts']}")
+
+    common = dict(limit=limit, max_gen_toks=max_gen_toks)
+    _step(4, "Evaluating the trained checkpoint without memory")
+    _, free = evaluate(out, "eval-memory-free", run_dir, **common)
+
+    _step(5, "Memory transfer: the larger tiny model with the exported bank, k = 0, 1, 3 entries")
+    transfer_dir, transfer = evaluate(out, "eval-transfer", models["tiny-large"], memory=str(out / "bank.db"),
+                                      memory_k=[0, 1, 3], levels=["experience", "insight", "behavior"], **common)
+    show_memory_example(transfer_dir)
+
+    _step(6, f"Test-time scaling: {samples} samples per question from the checkpoint, maj@k vs best@k")
+    _, scaling = evaluate(out, "eval-scaling", run_dir, samples=samples, scaling=True, **common)
+
+    _step(7, "Training report and summary")
+    report = training_report(run_dir)
+    evals = {"eval-memory-free": free, "eval-transfer": transfer, "eval-scaling": scaling}
+    (out / "summary.md").write_text(comparison_markdown([summarize_run(run_dir)], evals, []), encoding="utf-8")
+    summary = {"training": summarize_run(run_dir), "bank": manifest, "evaluations": evals}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    click.echo(f"  training curves: {report['paths'].get('training_curves')}")
+    return summary
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results" / "demo",
-              show_default=True, help="Folder for the demo's bank, export and summary.")
+              show_default=True, help="Folder for everything the demo writes.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=ROOT / ".demo",
               show_default=True, help="Where the tiny models are built (reused across runs).")
-@click.option("--questions", type=click.IntRange(1, 48), default=8, show_default=True, help="Training questions the student answers.")
-@click.option("--samples", type=click.IntRange(1, 16), default=4, show_default=True, help="Answers sampled per question (J).")
-def main(out: Path, cache: Path, questions: int, samples: int) -> None:
-    """Run the bundled demo end to end on CPU.
+@click.option("--steps", type=click.IntRange(1, 100), default=12, show_default=True, help="PMD training steps.")
+@click.option("--limit", type=click.IntRange(1, 12), help="Evaluate only the first N of the 12 test questions.")
+@click.option("--samples", type=click.IntRange(2, 32), default=8, show_default=True, help="Samples per question for test-time scaling.")
+@click.option("--max-gen-toks", type=click.IntRange(4, 1024), default=16, show_default=True, help="Tokens generated per answer in evaluation.")
+def main(out: Path, cache: Path, steps: int, limit: int | None, samples: int, max_gen_toks: int) -> None:
+    """Run the bundled PMD demo end to end on CPU: train, export memory, evaluate, report.
 
     \b
     Example:
-      python -m harness.demo --questions 8 --samples 4
+      python -m harness.demo              # what `make demo` runs
+      python -m harness.demo --steps 2 --limit 4 --samples 4
     """
-    from memory_bank import MemoryBank
-    from memory_bank.transfer import bank_stats, export_bank, merge_into
-    from tasks.sciknoweval.loader import load_split_file
-
-    from memory_bank.embedding import load_embedder
     from transformers.utils import logging as hf_logging
 
+    from .tables import print_table
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    hf_logging.disable_progress_bar()  # instant for tiny models; the steps below say what happens
+    hf_logging.disable_progress_bar()
     started = time.perf_counter()
-    train = load_split_file(TASK_DIR / "train.jsonl")
-    test = load_split_file(TASK_DIR / "test.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    out = out.resolve()
+    previous = out.with_name(f".{out.name}.previous-{os.getpid()}")
+    if out.exists():
+        out.rename(previous)
     try:
-        _step(1, "Building the tiny Qwen3 models (random weights, local byte-level BPE tokenizer)")
-        models = build_models(cache)
-        for name, path in models.items():
-            click.echo(f"  {name}: {path}")
-
-        _step(2, f"The tiny student answers {questions} questions, {samples} samples each; the verifier scores them")
-        # With an embedder attached, near-duplicate memory is merged by embedding similarity.
-        bank = MemoryBank.open(work / "memory.db", create=True, embedder=load_embedder("all-MiniLM-L6-v2"))
-        bank.register_run(RUN_ID, models["tiny"].name, "demo_mcq", {"questions": questions, "samples": samples})
-        rewards = collect_experiences(bank, models["tiny"], train[:questions], samples, max_new_tokens=48)
-        click.echo(f"  {len(rewards)} answers, mean reward {sum(rewards) / len(rewards):.2f} "
-                   "(random weights: expect ~0; training is what raises it)")
-        sample = bank.experiences(train[0].question_id)[0]
-        click.echo(f"  e.g. feedback stored with an answer: {sample['feedback']!r}")
-
-        _step(3, "Adding the bundled example insights and behaviors, clustering questions by topic")
-        clusters = add_example_memory(bank, train)
-        click.echo(f"  {len(clusters)} topic clusters; counts now {bank.counts()}")
-
-        _step(4, "Hybrid retrieval (BM25 + all-MiniLM-L6-v2, reciprocal rank fusion) for held-out questions")
-        show_retrieval(bank, test[:3], k=3)
-
-        _step(5, "Export with a manifest, then merge twice into another bank (lossless, idempotent)")
-        manifest = export_bank(bank, work / "memory_export.db", task="demo_mcq")
-        merged = MemoryBank.open(work / "merged.db", create=True)
-        first, second = merge_into(merged, work / "memory_export.db"), merge_into(merged, work / "memory_export.db")
-        click.echo(f"  export: schema v{manifest['schema_version']}, counts {manifest['counts']}")
-        click.echo(f"  first merge:  {first.summary()}\n  second merge: {second.summary()}")
-        summary = {"stats": bank_stats(bank), "mean_reward": sum(rewards) / len(rewards), "manifest": manifest}
-        merged.close()
-        bank.close()
-        (work / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-        for leftover in work.glob("*.db-*"):
-            leftover.unlink()
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        summary = run_demo(out, cache.resolve(), steps, limit, samples, max_gen_toks)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        if previous.exists():
+            previous.rename(out)
         raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+    print_table("Summary (%)", ["evaluation", "run", "metric", "value", "test-time scaling"],
+                summary_rows(summary["evaluations"]))
     click.secho(f"\nDone in {time.perf_counter() - started:.0f} s. Everything is in {out}/", bold=True)
-    click.echo(f"Look inside the bank:  .venv/bin/pmd-harness memory stats {out}/memory.db")
-    click.echo(f"                       .venv/bin/pmd-harness memory show {out}/memory.db --level behavior")
-    click.echo(f'Search it yourself:    .venv/bin/pmd-harness memory search {out}/memory.db "convert units"')
+    click.echo(f"  summary table:    {out}/summary.md")
+    click.echo(f"  training report:  {out}/train/report/report.md (training_curves.png, memory_growth.png)")
+    click.echo(f"  scaling plot:     {out}/eval-scaling/plots/scaling_{TASK}.png")
+    click.echo(f"  memory-k plot:    {out}/eval-transfer/plots/memory_k_{TASK}.png")
+    click.echo(f"  what each prompt was given: {out}/eval-transfer/runs/*/samples_{TASK}.jsonl")
 
 
 if __name__ == "__main__":
