@@ -19,8 +19,8 @@ def main() -> None:
     Examples:
       pmd-harness eval --model results/demo-pmd --tasks demo_mcq --no-memory
       pmd-harness report results/demo-pmd
-      pmd-harness memory stats results/demo/memory.db
-      pmd-harness memory search results/demo/memory.db "which option is a noble gas?"
+      pmd-harness memory stats results/demo/bank.db
+      pmd-harness memory search results/demo/bank.db "which option is a noble gas?"
       pmd-harness score --task demo_mcq --responses answers.jsonl
     """
 

@@ -36,7 +36,7 @@ def memory() -> None:
 
     \b
     Example:
-      pmd-harness memory stats results/demo/memory.db
+      pmd-harness memory stats results/demo/bank.db
     """
 
 
@@ -49,7 +49,7 @@ def stats(bank: str, as_json: bool) -> None:
 
     \b
     Example:
-      pmd-harness memory stats results/demo/memory.db --json
+      pmd-harness memory stats results/demo/bank.db --json
     """
     from memory_bank.transfer import bank_stats
 
@@ -84,8 +84,8 @@ def show(bank: str, level: str, question: str | None, kind: str | None, limit: i
 
     \b
     Examples:
-      pmd-harness memory show results/demo/memory.db --level behavior
-      pmd-harness memory show results/demo/memory.db --level experience --question demo-mcq-3
+      pmd-harness memory show results/demo/bank.db --level behavior
+      pmd-harness memory show results/demo/bank.db --level experience --question demo-mcq-3
     """
     clauses, params = [], []
     if question:
@@ -128,7 +128,7 @@ def search(bank: str, query: str, k: int, levels: str, retriever: str, fusion: s
 
     \b
     Example:
-      pmd-harness memory search results/demo/memory.db "balance the redox equation" -k 3
+      pmd-harness memory search results/demo/bank.db "balance the redox equation" -k 3
     """
     from memory_bank.config import RetrievalConfig
     from memory_bank.retrieval import BankRetriever
@@ -230,7 +230,7 @@ def reembed(bank: str, embedding_model: str) -> None:
 
     \b
     Example:
-      pmd-harness memory reembed results/demo/memory.db --embedding-model all-MiniLM-L6-v2
+      pmd-harness memory reembed results/demo/bank.db --embedding-model all-MiniLM-L6-v2
     """
     from memory_bank.embedding import load_embedder
 
