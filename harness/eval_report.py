@@ -98,6 +98,11 @@ def _headline_name(records: Sequence[dict], task: str) -> str:
     return "–"
 
 
+def _axis_label(metric: str) -> str:
+    """``acc@8`` -> ``accuracy (acc@8)``; code tasks' ``pass@1`` stays as it is."""
+    return f"accuracy ({metric})" if metric.startswith("acc") else metric
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -132,7 +137,7 @@ def make_plots(folder: ResultsFolder, records: Sequence[dict], tasks: Sequence[s
         if any(len(points) > 1 for points in series.values()):
             path = folder.path("plots", f"memory_k_{task}.png")
             plot_memory_k(series, path, title=f"{task}: accuracy vs retrieved memory entries",
-                          metric_name=_headline_name(records, task))
+                          metric_name=_axis_label(_headline_name(records, task)))
             made.append(f"plots/{path.name}")
     return made
 

@@ -258,7 +258,8 @@ def run_one(settings: EvalSettings, spec: RunSpec, backend, bank_memory, manager
 
 def evaluate_grid(settings: EvalSettings, on_run: Callable[[int, int, RunSpec], None] | None = None,
                   on_done: Callable[[RunOutput], None] | None = None) -> tuple[list[RunSpec], list[RunOutput]]:
-    """Validate, resolve and evaluate every run; ``on_run``/``on_done`` report progress."""
+    """Validate, resolve and evaluate every run. ``on_run`` reports progress; with ``on_done`` each
+    finished run goes to it (and is not returned), else all outputs are returned."""
     from .memory_lm import BankMemory
 
     settings.validate()
@@ -276,9 +277,10 @@ def evaluate_grid(settings: EvalSettings, on_run: Callable[[int, int, RunSpec], 
                 if on_run:
                     on_run(runs.index(spec) + 1, len(runs), spec)
                 output = run_one(settings, spec, backend, banks.get(spec.memory), manager)
-                outputs.append(output)
-                if on_done:
+                if on_done:  # hand each run over as it finishes instead of holding every run's samples
                     on_done(output)
+                else:
+                    outputs.append(output)
             del backend
     finally:
         for bank in banks.values():
