@@ -1,11 +1,10 @@
 """The Markdown report of benchmarks/eval_overhead.py (also rewritten by its --report-only)."""
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 
 from eval_overhead_bank import DOMAINS, TASK
+from machine import base_machine_info
 
 RUNS = ("plain", "no_memory", "memory")
 LABELS = {"plain": "plain lm_eval", "no_memory": "pmd-harness --no-memory", "memory": "pmd-harness --memory (k=3)"}
@@ -30,19 +29,13 @@ NO_STACK = "no Python stack (interpreter start-up and exit, native threads)"
 
 
 def machine_info() -> dict:
-    import sentence_transformers
-    import torch
-    import transformers
     from importlib import metadata
 
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "transformers": transformers.__version__,
-            "lm_eval": metadata.version("lm_eval"), "sentence_transformers": sentence_transformers.__version__}
+    import sentence_transformers
+    import transformers
+
+    return {**base_machine_info(), "transformers": transformers.__version__, "lm_eval": metadata.version("lm_eval"),
+            "sentence_transformers": sentence_transformers.__version__}
 
 
 def fmt(values: list[float]) -> str:

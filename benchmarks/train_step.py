@@ -31,7 +31,6 @@ import hashlib
 import inspect
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -42,6 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+
+from machine import base_machine_info  # noqa: E402
 
 DEMO_CONFIG = ROOT / "trainer" / "configs" / "demo_cpu.yaml"
 OUR_PHASES = ("rollout", "verify", "memory", "reflection", "teacher_context", "loss", "ema", "validation")
@@ -263,7 +265,6 @@ def targets(summary: dict) -> dict:
 
 def machine_info() -> dict:
     import deepspeed
-    import torch
     import transformers
 
     try:
@@ -271,14 +272,8 @@ def machine_info() -> dict:
         trl_version = trl.__version__
     except ImportError:
         trl_version = None
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "transformers": transformers.__version__, "deepspeed": deepspeed.__version__, "trl": trl_version}
+    return {**base_machine_info(), "transformers": transformers.__version__, "deepspeed": deepspeed.__version__,
+            "trl": trl_version}
 
 
 def ms(seconds: float) -> str:

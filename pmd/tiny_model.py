@@ -237,17 +237,22 @@ def _marker_settings(size: str, seed: int, tokenizer) -> dict:
     }
 
 
+def read_build_marker(out_dir: str | os.PathLike, marker_name: str = MARKER_NAME) -> dict | None:
+    """The marker json of a finished build in ``out_dir`` (marker + weights present), else None."""
+    out = Path(out_dir)
+    marker = out / marker_name
+    if not marker.is_file() or not (out / "model.safetensors").is_file():
+        return None
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def is_complete(out_dir: str | os.PathLike, settings: dict | None = None) -> bool:
     """True if ``out_dir`` holds a finished build (marker + weights), matching ``settings`` if given."""
-    out = Path(out_dir)
-    marker = out / MARKER_NAME
-    if not marker.is_file() or not (out / "model.safetensors").is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    return settings is None or recorded == settings
+    recorded = read_build_marker(out_dir)
+    return recorded is not None and (settings is None or recorded == settings)
 
 
 def _write_model(tmp: Path, size: str, seed: int, tokenizer, settings: dict) -> None:

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from pmd.tiny_model import build_tiny_models
+from pmd.tiny_model import build_tiny_models, read_build_marker
 
 # Bumped whenever the training recipe's code changes, so stale caches get rebuilt.
 WARMUP_VERSION = 1
@@ -229,14 +229,8 @@ def _train(model, examples: list[Example], *, steps: int, lr: float, batch_size:
 
 
 def _is_complete(out: Path, settings: dict) -> bool:
-    marker = out / MARKER_NAME
-    if not marker.is_file() or not (out / "model.safetensors").is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    return recorded.get("settings") == settings
+    recorded = read_build_marker(out, MARKER_NAME)
+    return recorded is not None and recorded.get("settings") == settings
 
 
 def warm_up_format(base_dir: str | os.PathLike, out_dir: str | os.PathLike, *, task: str = "demo_mcq",
