@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .eval_report import markdown_table, pct
-from .scaling import coverage_difference
+from .eval_summary import coverage_record, coverage_sentence
 
 TRAINING_HEADER = ["run", "algorithm", "memory", "steps", "final reward", "final val. acc.", "best val. acc.",
                    "experiences", "insights", "behaviors"]
@@ -62,9 +62,8 @@ def eval_coverage(summaries: dict[str, dict]) -> list[dict]:
     out = []
     for task in first_a.get("solved", {}):
         if task in first_b.get("solved", {}):
-            diff = coverage_difference(first_a["solved"][task], first_b["solved"][task])
-            out.append({"task": task, "a": f"{name_a}: {first_a['label']}", "b": f"{name_b}: {first_b['label']}",
-                        "only_a": diff["only_a"], "only_b": diff["only_b"], "both": len(diff["both"])})
+            out.append(coverage_record(task, f"{name_a}: {first_a['label']}", first_a["solved"][task],
+                                       f"{name_b}: {first_b['label']}", first_b["solved"][task]))
     return out
 
 
@@ -75,6 +74,5 @@ def comparison_markdown(training: Sequence[dict], evals: dict[str, dict], covera
     if evals:
         parts += ["## Evaluations (%)", "", markdown_table(*eval_table(evals)), ""]
     for diff in coverage:
-        parts.append(f"- {diff['task']}: only `{diff['a']}` solves {len(diff['only_a'])}, only `{diff['b']}` "
-                     f"solves {len(diff['only_b'])}, both {diff['both']}.")
+        parts.append(f"- {coverage_sentence(diff)}")
     return "\n".join(parts).rstrip() + "\n"

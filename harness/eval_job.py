@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -75,8 +76,6 @@ def run_evaluation(settings: EvalSettings, echo: Callable[[str], None] = print) 
         if records:
             echo(f"evaluation stopped; the finished runs are kept in {folder.stage}")
         else:
-            import shutil
-
             shutil.rmtree(folder.stage, ignore_errors=True)
         raise
     return folder.commit(), summary

@@ -23,16 +23,12 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from .eval_summary import coverage_differences, memory_k_series
-
-
-def _json_default(value):
-    return str(value)
+from .eval_summary import coverage_differences, coverage_sentence, memory_k_series
 
 
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 class ResultsFolder:
@@ -70,7 +66,7 @@ def write_run(folder: ResultsFolder, output) -> None:
     for task, samples in output.samples.items():
         with (run_dir / f"samples_{task}.jsonl").open("w", encoding="utf-8") as out:
             for sample in samples:
-                out.write(json.dumps(sample, default=_json_default) + "\n")
+                out.write(json.dumps(sample, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------------- tables
@@ -164,9 +160,7 @@ def render_markdown(name: str, settings: dict, records: Sequence[dict], tasks: S
     if coverage:
         parts += ["## Coverage difference (questions solved by at least one sample)", ""]
         for diff in coverage:
-            parts.append(f"- {diff['task']}: only `{diff['a']}` solves {len(diff['only_a'])}, only `{diff['b']}` "
-                         f"solves {len(diff['only_b'])}, both solve {diff['both']}."
-                         + (f" Only `{diff['b']}`: {', '.join(diff['only_b'][:10])}" if diff["only_b"] else ""))
+            parts.append(f"- {coverage_sentence(diff, examples=10)}")
         parts.append("")
     if plots:
         parts += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]

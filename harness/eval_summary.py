@@ -97,6 +97,22 @@ def summarize_run(output, requested_tasks: Sequence[str], *, scaling_ks: Sequenc
     return record
 
 
+def coverage_record(task: str, label_a: str, solved_a: dict, label_b: str, solved_b: dict) -> dict:
+    """Which questions of ``task`` only run a, only run b, or both solve (``both`` as a count)."""
+    diff = coverage_difference(solved_a, solved_b)
+    return {"task": task, "a": label_a, "b": label_b, "only_a": diff["only_a"], "only_b": diff["only_b"],
+            "both": len(diff["both"])}
+
+
+def coverage_sentence(diff: dict, *, examples: int = 0) -> str:
+    """``coverage_record`` in words, naming up to ``examples`` questions only run b solves."""
+    text = (f"{diff['task']}: only `{diff['a']}` solves {len(diff['only_a'])}, only `{diff['b']}` solves "
+            f"{len(diff['only_b'])}, both solve {diff['both']}.")
+    if examples and diff["only_b"]:
+        text += f" Only `{diff['b']}`: {', '.join(diff['only_b'][:examples])}"
+    return text
+
+
 def _reference(record: dict, records: Sequence[dict]) -> dict:
     """What a run's coverage is compared with: its model's no-memory run, else the first run."""
     if record["memory"] is not None:
@@ -117,9 +133,7 @@ def coverage_differences(records: Sequence[dict]) -> list[dict]:
         for task, solved in record.get("solved", {}).items():
             if task not in reference.get("solved", {}):
                 continue
-            diff = coverage_difference(reference["solved"][task], solved)
-            out.append({"task": task, "a": reference["label"], "b": record["label"], "only_a": diff["only_a"],
-                        "only_b": diff["only_b"], "both": len(diff["both"])})
+            out.append(coverage_record(task, reference["label"], reference["solved"][task], record["label"], solved))
     return out
 
 

@@ -7,16 +7,15 @@ Rates (accuracy, best@k, maj@k, reward in [0, 1]) are drawn as percentages on a 
 """
 from __future__ import annotations
 
-import itertools
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from .atomic_files import write_atomically
 
 DPI = 110
 LEVELS = ("experience", "insight", "behavior")
 LEVEL_COLORS = {"experience": "tab:blue", "insight": "tab:orange", "behavior": "tab:green"}
-_counter = itertools.count()
 PHASE_ORDER = ("rollout", "verify", "memory", "reflection", "teacher_context", "loss", "ema", "validation")
 
 
@@ -45,27 +44,14 @@ def _style(ax) -> None:
     ax.spines["right"].set_visible(False)
 
 
-def temporary_name(path: Path) -> Path:
-    """A hidden sibling of ``path`` to write first and rename over it (same folder, same device)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
-
-
 def _save(fig, path: str | Path) -> Path:
     """Write the figure to ``path`` through a temporary file in the same folder (no torn PNGs)."""
     plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
     try:
-        with open(tmp, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        return write_atomically(path, lambda handle: fig.savefig(
+            handle, format="png", dpi=DPI, bbox_inches="tight", facecolor="white"), binary=True)
     finally:
         plt.close(fig)
-    return path
 
 
 def _colors(n: int) -> list:

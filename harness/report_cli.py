@@ -28,6 +28,7 @@ def report(folders: tuple[Path, ...], out: Path | None) -> None:
     """
     from .comparison import (TRAINING_HEADER, comparison_markdown, eval_coverage, eval_table, kind_of,
                              load_eval_summary, training_rows)
+    from .eval_summary import coverage_sentence
     from .tables import print_table
     from .training_report import summarize_run, training_report
 
@@ -48,8 +49,7 @@ def report(folders: tuple[Path, ...], out: Path | None) -> None:
         print_table("Evaluations (%)", *eval_table(evals))
     coverage = eval_coverage(evals)
     for diff in coverage:
-        click.echo(f"{diff['task']}: only {diff['a']} solves {len(diff['only_a'])}, "
-                   f"only {diff['b']} solves {len(diff['only_b'])}, both {diff['both']}")
+        click.echo(coverage_sentence(diff))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(comparison_markdown(training, evals, coverage), encoding="utf-8")

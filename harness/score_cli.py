@@ -7,13 +7,12 @@ an id the task does not have) is reported with its line number and skipped.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
+from .atomic_files import write_atomically
 from .errors import reports_user_errors
 
 
@@ -40,18 +39,6 @@ def read_responses(path: Path, known_ids) -> tuple[list[tuple[int, str, str]], l
             else:
                 items.append((number, qid, response))
     return items, problems
-
-
-def _write_atomically(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command()
@@ -87,7 +74,7 @@ def score(task_name: str, responses: Path, data: Path | None, output: Path | Non
         verdicts = [task.score(r, q) for r, q in tqdm(pairs, desc="scoring", disable=len(pairs) < 200, file=sys.stderr)]
     lines = [json.dumps({"id": qid, **v.to_dict()}, ensure_ascii=False) + "\n" for (_, qid, _), v in zip(items, verdicts)]
     if output is not None:
-        _write_atomically(output, lines)
+        write_atomically(output, lambda handle: handle.writelines(lines))
     else:
         click.echo("".join(lines), nl=False)
     passed = sum(v.passed for v in verdicts)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .atomic_files import write_text_atomically
 
 METRICS_FILE = "metrics.jsonl"
 BANK_FILE = "memory.db"
@@ -216,19 +217,6 @@ def summarize_run(run_dir: str | Path) -> dict:
 
 
 # ----------------------------------------------------------------- writing the report
-def _write_atomic(path: Path, text: str) -> Path:
-    from harness.plots import temporary_name
-
-    tmp = temporary_name(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
@@ -324,6 +312,6 @@ def training_report(run_dir: str | Path, out_dir: str | Path | None = None) -> d
     report["memory_growth"] = {level: [list(p) for p in points] for level, points in growth.items()}
     report["summary"] = _headline(report)
     report["files"] = files
-    _write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    _write_atomic(out / "report.md", render_markdown(report))
+    write_text_atomically(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomically(out / "report.md", render_markdown(report))
     return {**report, "out_dir": str(out), "paths": {k: str(out / v) for k, v in files.items() if v}}

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 # Bumped whenever the build recipe changes, so stale caches built by older code get rebuilt.
@@ -289,21 +290,27 @@ def _build(out_dir: str | os.PathLike, size: str, seed: int, tokenizer) -> Path:
     if is_complete(out, settings):
         return out
 
+    return publish_build(out, lambda tmp: _write_model(tmp, size, seed, tokenizer, settings),
+                         lambda: is_complete(out, settings))
+
+
+def publish_build(out: Path, write: Callable[[Path], None], already_built: Callable[[], bool]) -> Path:
+    """Run ``write(tmp)`` into a sibling temp dir, then rename it to ``out`` (atomic on one
+    filesystem). An existing ``out`` (incomplete, or built with other settings) is moved aside
+    first rather than deleted, so there is never a moment where a half-written dir sits at
+    ``out``; if a concurrent builder wins the rename and ``already_built()``, its result is used."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
     stale = None
     try:
-        _write_model(tmp, size, seed, tokenizer, settings)
+        write(tmp)
         if out.exists():
-            # Incomplete or built with other settings: move it aside rather than delete first,
-            # so there is never a moment where a half-written dir sits at ``out``.
             stale = Path(tempfile.mkdtemp(prefix=f".{out.name}.stale-", dir=out.parent))
             os.replace(out, stale / "old")
         try:
             os.rename(tmp, out)
         except OSError:
-            # A concurrent builder won the race; use its result if it is what we wanted.
-            if is_complete(out, settings):
+            if already_built():
                 return out
             raise
     finally:

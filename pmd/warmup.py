@@ -24,12 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from pmd.tiny_model import build_tiny_models, read_build_marker
+from pmd.tiny_model import build_tiny_models, publish_build, read_build_marker
 
 # Bumped whenever the training recipe's code changes, so stale caches get rebuilt.
 WARMUP_VERSION = 1
@@ -281,30 +279,14 @@ def warm_up_format(base_dir: str | os.PathLike, out_dir: str | os.PathLike, *, t
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
     losses = _train(model, examples, steps=steps, lr=lr, batch_size=batch_size, seed=seed, pad_id=pad_id)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
-    stale = None
-    try:
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         marker = {"settings": settings, "base_dir": str(base), "final_loss": losses[-1], "losses": losses}
         # Written last: its presence is what marks the directory as complete.
         (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            # Move the old one aside rather than delete first: never a half-written dir at ``out``.
-            stale = Path(tempfile.mkdtemp(prefix=f".{out.name}.stale-", dir=out.parent))
-            os.replace(out, stale / "old")
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            if _is_complete(out, settings):  # a concurrent builder won the race with the same recipe
-                return out
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if stale is not None:
-            shutil.rmtree(stale, ignore_errors=True)
-    return out
+
+    return publish_build(out, write, lambda: _is_complete(out, settings))
 
 
 def build_demo_models(root: str | os.PathLike, seed: int = 0) -> dict[str, Path]:

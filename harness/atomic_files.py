@@ -1,0 +1,38 @@
+"""Writing files so that a reader never sees half of one: write a hidden sibling, then rename.
+
+The rename (``os.replace``) is atomic within one folder, so ``path`` holds either its old content
+or the complete new one, even if the writer is killed midway.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+_counter = itertools.count()
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden sibling of ``path`` to write first and rename over it (same folder, same device)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
+
+
+def write_atomically(path: str | Path, write: Callable[[IO], None], *, binary: bool = False) -> Path:
+    """Call ``write(handle)`` on a temporary sibling of ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    return write_atomically(path, lambda handle: handle.write(text))
