@@ -51,12 +51,14 @@ def build_models(config: TrainConfig, ds_cfg: dict):
     model exists only for GRPO with a KL term."""
     from transformers import AutoTokenizer
 
-    from trainer.engine import build_engine, build_inference_engine, load_model
+    from trainer.engine import build_engine, build_inference_engine, enable_activation_checkpointing, load_model
 
     tokenizer = AutoTokenizer.from_pretrained(config.model.name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = load_model(config.model.name_or_path, ds_cfg, config.model.dtype)
+    if config.model.gradient_checkpointing and not config.policy.frozen:
+        enable_activation_checkpointing(model)  # the teacher and reference need no gradient: no checkpointing
     student = build_inference_engine(model, ds_cfg) if config.policy.frozen else build_engine(model, ds_cfg)
     teacher = reference = None
     if config.uses_teacher:

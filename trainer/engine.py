@@ -5,6 +5,7 @@
     load_model(name_or_path, config, dtype=None) -> nn.Module   (partitioned while loading under ZeRO-3)
     build_engine(model, config) -> DeepSpeedEngine              (the student: optimizer + ZeRO)
     build_inference_engine(model, config) -> engine | module    (a frozen teacher, same partitioning)
+    enable_activation_checkpointing(model)                      recompute decoder layers in the backward
     ema_update(teacher, student, rate)                          τ ← (1 − rate)·τ + rate·θ
     gather_for_generation(engine) -> context manager yielding the HF model with full weights
     save_hf_checkpoint(engine, tokenizer, out_dir)              loadable by from_pretrained / vLLM
@@ -77,13 +78,17 @@ def ds_config(*, zero_stage: int, micro_batch_size: int, grad_accum: int = 1, lr
               weight_decay: float = 0.0, grad_clip: float = 1.0,
               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, dtype: str = "float32",
               offload_optimizer: bool = False, offload_params: bool = False,
-              warmup_steps: int = 0) -> dict:
+              warmup_steps: int = 0, caller_owns_accumulation: bool = False) -> dict:
     """DeepSpeed's JSON config for one training run. Pure: no deepspeed import, no I/O.
 
     ``train_batch_size`` is left out on purpose: DeepSpeed derives it as micro_batch_size ×
     grad_accum × world_size, so the same config serves 1 and N processes. ``grad_clip`` 0 turns
     clipping off. ``warmup_steps`` > 0 adds a linear WarmupLR schedule from 0 to ``lr`` (saved and
     restored with the training state); 0 keeps the learning rate constant (no scheduler).
+    ``caller_owns_accumulation``: DeepSpeed's unmanaged gradient accumulation
+    (``managed_gradient_accumulation: false``): ``backward`` only accumulates and every ``step()`` is
+    the boundary, so a step may hold any number of micro batches (token-budget packing);
+    ``grad_accum`` then only enters DeepSpeed's sample counters.
     Raises ValueError naming the offending argument.
     """
     _check_int("zero_stage", zero_stage, 0)
@@ -102,7 +107,8 @@ def ds_config(*, zero_stage: int, micro_batch_size: int, grad_accum: int = 1, lr
         _check_float(f"betas[{i}]", beta, 0.0, 1.0, high_open=True)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    for flag, value in (("offload_optimizer", offload_optimizer), ("offload_params", offload_params)):
+    for flag, value in (("offload_optimizer", offload_optimizer), ("offload_params", offload_params),
+                        ("caller_owns_accumulation", caller_owns_accumulation)):
         if not isinstance(value, bool):
             raise ValueError(f"{flag} must be true or false, got {value!r}")
     if offload_optimizer and zero_stage == 0:
@@ -144,6 +150,8 @@ def ds_config(*, zero_stage: int, micro_batch_size: int, grad_accum: int = 1, lr
         "bf16": {"enabled": dtype == "bfloat16"},
         "fp16": {"enabled": dtype == "float16"},
     }
+    if caller_owns_accumulation:
+        config["managed_gradient_accumulation"] = False
     if dtype == "float16":
         config["fp16"].update(loss_scale=0, initial_scale_power=16, loss_scale_window=1000,
                               hysteresis=2, min_loss_scale=1)
@@ -195,6 +203,21 @@ def load_model(name_or_path: str | os.PathLike, config: dict,
         return model
     with zero3_loading_disabled():
         return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=wanted)
+
+
+def enable_activation_checkpointing(model: nn.Module) -> nn.Module:
+    """Checkpoint every decoder layer (non-reentrant ``torch.utils.checkpoint``): the forward keeps
+    one hidden state per layer and token, the backward recomputes the layer. Puts the model in
+    training mode, since transformers checkpoints only then; generation switches to eval mode by
+    itself (``trainer.rollout``), where the KV cache works. Call before ``build_engine``."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
+    model.train()
+    return model
 
 
 def build_engine(model: nn.Module, config: dict):

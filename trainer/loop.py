@@ -22,13 +22,14 @@ from trainer.engine import (
     ds_config, ema_update, gather_for_generation, init_distributed, is_zero3, shutdown_distributed,
     zero3_loading_disabled,
 )
-from trainer.losses.grpo import grpo_loss, group_advantages
-from trainer.losses.sdpo import sdpo_loss
+from trainer.losses.grpo import group_advantages
 from trainer.memory_step import MemoryView, attempt_groups, record_experiences, teacher_contexts
 from trainer.metrics import MetricsWriter, PhaseTimer
 from trainer.reflectors import PolicyReflector
 from trainer.rollout import SamplingConfig, chat_ids, generate_rollouts
-from trainer.sequences import Sample, micro_batches, response_logits, token_logprobs
+from trainer.objective import micro_batch_loss, step_denominator
+from trainer.packing import rank_micro_batches
+from trainer.sequences import Sample
 from trainer.teacher_context import chat_token_counter
 
 
@@ -62,13 +63,11 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
     if config.data.questions_per_step % dist.world_size:
         raise ValueError(f"data.questions_per_step ({config.data.questions_per_step}) must divide evenly "
                          f"over {dist.world_size} processes")
-    per_rank = config.data.questions_per_step // dist.world_size * config.data.samples_per_question
-    n_micro = -(-per_rank // config.loss.micro_batch_size)
     deepspeed_cfg = ds_config(
-        zero_stage=config.deepspeed.zero_stage, micro_batch_size=config.loss.micro_batch_size, grad_accum=n_micro,
+        zero_stage=config.deepspeed.zero_stage, micro_batch_size=config.loss.micro_batch_size,
         lr=config.optim.lr, weight_decay=config.optim.weight_decay, grad_clip=config.optim.grad_clip,
         dtype=config.model.dtype, offload_optimizer=config.deepspeed.offload_optimizer,
-        offload_params=config.deepspeed.offload_params,
+        offload_params=config.deepspeed.offload_params, caller_owns_accumulation=True,
     )
     tokenizer, student, teacher, reference = components.build_models(config, deepspeed_cfg)
     policy = components.unwrap(student)
@@ -146,37 +145,28 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
                 memory_stats["teacher/with_signal"] = sum(c.has_signal for c in contexts) / max(1, len(contexts))
             components.attach_contexts(samples, contexts, dist, tokenizer)
 
-        # 7-8. Loss and optimizer step (skipped for a frozen policy), then the EMA teacher update.
+        # 7-8. Loss and one optimizer step (skipped for a frozen policy), then the EMA teacher update.
+        # Micro batches are packed by token count; the gradient is one mean over the whole step
+        # (trainer.objective), however the step is split over micro batches and processes.
         loss_stats = []
         advantages = group_advantages(torch.tensor([s.reward for s in samples]), config.data.samples_per_question) \
             if config.algorithm == "grpo" else None
         with timer("loss"):
-            for chunk_ids in micro_batches(list(range(len(samples))), config.loss.micro_batch_size):
-                chunk = [samples[i] for i in chunk_ids]
+            denominator = step_denominator(samples, config.algorithm, dist.world_size)
+            lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
+            for chunk_ids in rank_micro_batches(lengths, config.loss.micro_batch_size,
+                                                config.loss.max_tokens_per_micro_batch, dist.world_size):
                 with torch.set_grad_enabled(not config.policy.frozen):
-                    logits, targets, mask = response_logits(student, [s.prompt_ids for s in chunk],
-                                                            [s.response_ids for s in chunk], tokenizer.pad_token_id)
-                    if config.algorithm == "grpo":
-                        logp = token_logprobs(logits, targets)
-                        ref_logp = None
-                        if reference is not None:
-                            with torch.no_grad():
-                                ref_logits, _, _ = response_logits(reference, [s.prompt_ids for s in chunk],
-                                                                   [s.response_ids for s in chunk], tokenizer.pad_token_id)
-                                ref_logp = token_logprobs(ref_logits, targets)
-                        loss, stats = grpo_loss(logp, logp.detach(), advantages[chunk_ids], mask, clip_eps=config.loss.clip_eps,
-                                                ref_logprobs=ref_logp, kl_coef=config.loss.kl_coef)
-                    else:
-                        with torch.no_grad():
-                            teacher_logits, _, _ = response_logits(teacher, [s.teacher_prompt_ids for s in chunk],
-                                                                   [s.response_ids for s in chunk], tokenizer.pad_token_id)
-                        weights = torch.tensor([float(s.has_signal) for s in chunk], device=logits.device)
-                        loss, stats = sdpo_loss(logits, teacher_logits, targets, mask, alpha=config.loss.alpha,
-                                                top_k=config.loss.top_k, sample_weights=weights, is_clip=config.loss.is_clip)
+                    loss, stats = micro_batch_loss(
+                        student, teacher, reference, [samples[i] for i in chunk_ids],
+                        None if advantages is None else advantages[chunk_ids], algorithm=config.algorithm,
+                        loss=config.loss, pad_id=tokenizer.pad_token_id, denominator=denominator,
+                        world_size=dist.world_size)
                 if not config.policy.frozen:
-                    student.backward(loss)
-                    student.step()  # DeepSpeed applies the update at the accumulation boundary
-                loss_stats.append({"loss": float(loss.detach()), **stats})
+                    student.backward(loss, scale_wrt_gas=False)
+                loss_stats.append(stats)
+            if not config.policy.frozen:
+                student.step()
         with timer("ema"):
             if config.uses_teacher and config.teacher.update == "ema" and not config.policy.frozen:
                 ema_update(components.unwrap(teacher), policy, config.teacher.ema_rate)

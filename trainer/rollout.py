@@ -6,6 +6,7 @@ chat template turns into text, so the same code serves Qwen3, OLMo and the tiny 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -68,23 +69,40 @@ def generate_rollouts(
     stop_ids.discard(None)
     flat = [list(p) for p in prompt_ids for _ in range(num_samples)]
     rollouts: list[Rollout] = []
-    for start in range(0, len(flat), sampling.batch_size):
-        batch = flat[start:start + sampling.batch_size]
-        width = max(len(p) for p in batch)
-        input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in batch], device=model.device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=model.device)
-        output = model.generate(
-            input_ids=input_ids, attention_mask=attention, do_sample=True, temperature=sampling.temperature,
-            # top_k=0: no top-k truncation (transformers otherwise applies its default of 50), so
-            # rollouts come from the policy at the configured temperature and top-p only.
-            top_k=0, top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens, pad_token_id=pad_id,
-            eos_token_id=sorted(stop_ids),
-            synced_gpus=synced_gpus,
-        )
-        for row in output[:, width:].tolist():
-            ids = _trim(row, stop_ids, pad_id)
-            rollouts.append(Rollout(tuple(ids), tokenizer.decode(ids, skip_special_tokens=True)))
+    with _eval_mode(model):  # a training-mode model with activation checkpointing would drop the KV cache
+        for start in range(0, len(flat), sampling.batch_size):
+            rollouts.extend(_generate_batch(model, tokenizer, flat[start:start + sampling.batch_size], sampling,
+                                            pad_id, stop_ids, synced_gpus))
     return [rollouts[i * num_samples:(i + 1) * num_samples] for i in range(len(prompt_ids))]
+
+
+@contextmanager
+def _eval_mode(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _generate_batch(model, tokenizer, batch, sampling: SamplingConfig, pad_id, stop_ids, synced_gpus) -> list[Rollout]:
+    width = max(len(p) for p in batch)
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in batch], device=model.device)
+    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=model.device)
+    output = model.generate(
+        input_ids=input_ids, attention_mask=attention, do_sample=True, temperature=sampling.temperature,
+        # top_k=0: no top-k truncation (transformers otherwise applies its default of 50), so
+        # rollouts come from the policy at the configured temperature and top-p only.
+        top_k=0, top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens, pad_token_id=pad_id,
+        eos_token_id=sorted(stop_ids),
+        synced_gpus=synced_gpus,
+    )
+    rollouts = []
+    for row in output[:, width:].tolist():
+        ids = _trim(row, stop_ids, pad_id)
+        rollouts.append(Rollout(tuple(ids), tokenizer.decode(ids, skip_special_tokens=True)))
+    return rollouts
 
 
 def sample_responses(

@@ -8,7 +8,8 @@ logits at the positions that predict the response tokens, so the two are aligned
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,47 @@ class Sample:
     has_signal: bool = True
 
 
+@dataclass
+class _Batch:
+    """Left-padded ``prefix + response`` rows and where each response token's predictor sits."""
+
+    input_ids: torch.Tensor     # [B, W]
+    attention: torch.Tensor     # [B, W]
+    position_ids: torch.Tensor  # [B, W]
+    positions: torch.Tensor     # [B, T] index among the last T + 1 positions that predicts token t
+    targets: torch.Tensor       # [B, T] response ids, 0-padded
+    mask: torch.Tensor          # [B, T] 1 on real response tokens
+    keep: int                   # T + 1: positions whose outputs are needed
+
+
+def _batch(prefixes: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, device) -> _Batch:
+    inputs = [list(p) + list(r) for p, r in zip(prefixes, responses)]
+    width = max(len(x) for x in inputs)
+    input_ids = torch.full((len(inputs), width), pad_id, dtype=torch.long, device=device)
+    attention = torch.zeros((len(inputs), width), dtype=torch.long, device=device)
+    for row, ids in enumerate(inputs):
+        input_ids[row, width - len(ids):] = torch.tensor(ids, device=device)
+        attention[row, width - len(ids):] = 1
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    t_max = max(len(r) for r in responses)
+    # Response token k of a row with n response tokens sits at width-n+k and is predicted by the
+    # position before it: index t_max - n + k among the last t_max + 1 positions.
+    positions = torch.zeros((len(inputs), t_max), dtype=torch.long, device=device)
+    mask = torch.zeros((len(inputs), t_max), dtype=torch.float32, device=device)
+    targets = torch.zeros((len(inputs), t_max), dtype=torch.long, device=device)
+    for row, response in enumerate(responses):
+        n = len(response)
+        positions[row, :n] = torch.arange(t_max - n, t_max, device=device)
+        mask[row, :n] = 1.0
+        targets[row, :n] = torch.tensor(list(response), device=device)
+    return _Batch(input_ids, attention, position_ids, positions, targets, mask, t_max + 1)
+
+
+def _at_response(kept: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``[B, T+1, D]`` outputs at the last positions -> ``[B, T, D]`` at each token's predictor."""
+    return torch.gather(kept, 1, positions.unsqueeze(-1).expand(-1, -1, kept.shape[-1]))
+
+
 def response_logits(model, prefixes: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int):
     """Logits over the response tokens for each (prefix, response) pair.
 
@@ -40,36 +82,61 @@ def response_logits(model, prefixes: Sequence[Sequence[int]], responses: Sequenc
     Returns ``logits`` ``[B, T, V]`` (T = longest response; float32), ``targets`` ``[B, T]`` (the
     response ids, 0-padded) and ``mask`` ``[B, T]`` (1 on real response tokens).
     """
-    device = next(model.parameters()).device
-    inputs = [list(p) + list(r) for p, r in zip(prefixes, responses)]
-    width = max(len(x) for x in inputs)
-    input_ids = torch.full((len(inputs), width), pad_id, dtype=torch.long, device=device)
-    attention = torch.zeros((len(inputs), width), dtype=torch.long, device=device)
-    for row, ids in enumerate(inputs):
-        input_ids[row, width - len(ids):] = torch.tensor(ids, device=device)
-        attention[row, width - len(ids):] = 1
-    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-    t_max = max(len(r) for r in responses)
-    kept = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
-                 logits_to_keep=t_max + 1).logits  # [B, T+1, V]: positions width-T-1 .. width-1
-    # Response token k of a row with n response tokens sits at width-n+k and is predicted by the
-    # position before it: index t_max - n + k among the kept ones.
-    positions = torch.zeros((len(inputs), t_max), dtype=torch.long, device=device)
-    mask = torch.zeros((len(inputs), t_max), dtype=torch.float32, device=device)
-    targets = torch.zeros((len(inputs), t_max), dtype=torch.long, device=device)
-    for row, response in enumerate(responses):
-        n = len(response)
-        positions[row, :n] = torch.arange(t_max - n, t_max, device=device)
-        mask[row, :n] = 1.0
-        targets[row, :n] = torch.tensor(list(response), device=device)
-    gathered = torch.gather(kept, 1, positions.unsqueeze(-1).expand(-1, -1, kept.shape[-1]))  # [B, T, V]
-    return gathered.float(), targets, mask
+    batch = _batch(prefixes, responses, pad_id, next(model.parameters()).device)
+    kept = model(input_ids=batch.input_ids, attention_mask=batch.attention, position_ids=batch.position_ids,
+                 logits_to_keep=batch.keep).logits  # [B, T+1, V]
+    return _at_response(kept, batch.positions).float(), batch.targets, batch.mask
+
+
+def response_hidden(model, prefixes: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int):
+    """Like ``response_logits`` but stops before the LM head: the final (normed) hidden states.
+
+    The memory-lean losses apply the LM head themselves, a chunk of positions at a time. The model
+    is still called whole (so DeepSpeed's hooks, gradient checkpointing and any wrapper behave as
+    in a normal forward) with an empty ``logits_to_keep``, so its LM head runs on zero positions;
+    a forward hook on the decoder takes its output.
+
+    Returns ``hidden`` ``[B, T, H]`` (the model's dtype), ``targets`` ``[B, T]``, ``mask`` ``[B, T]``.
+    """
+    batch = _batch(prefixes, responses, pad_id, next(model.parameters()).device)
+    captured: list[torch.Tensor] = []
+
+    def take(_module, _args, output):
+        captured.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+    handle = _unwrap(model).get_decoder().register_forward_hook(take)
+    try:
+        model(input_ids=batch.input_ids, attention_mask=batch.attention, position_ids=batch.position_ids,
+              logits_to_keep=torch.zeros(0, dtype=torch.long, device=batch.input_ids.device))
+    finally:
+        handle.remove()
+    kept = captured[-1][:, -batch.keep:]  # [B, T+1, H]
+    return _at_response(kept, batch.positions), batch.targets, batch.mask
+
+
+@contextmanager
+def head_weight(model) -> Iterator[torch.Tensor]:
+    """The LM head's weight ``[V, H]``, whole for the duration of the block.
+
+    Under ZeRO-3 the parameter is a partitioned placeholder outside its module's forward, so it
+    is all-gathered (a collective: every rank enters the block) and released again on exit;
+    gradients computed from it inside the block reach the parameter as usual. Otherwise the
+    parameter itself.
+    """
+    weight = _unwrap(model).get_output_embeddings().weight
+    if not hasattr(weight, "ds_id"):
+        yield weight
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters([weight], modifier_rank=None):
+        yield weight
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) per position: ``[B, T, V]`` logits, ``[B, T]`` ids -> ``[B, T]``."""
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-
-
-def micro_batches(items: Sequence, size: int) -> list[list]:
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]

@@ -13,26 +13,27 @@ SDPO (``lean_sdpo_loss``). The loss is a sum over tokens, L = Σ_n c_n · D_α(p
 c_n = m_i · mask · w_n (w_n the stop-gradient importance weight) and Z the normalizer. Because L
 is a scalar, its gradient can be computed *in the forward pass*, chunk by chunk, and kept:
 
-    for each chunk of rows r:   z_r = h_r Wᵀ  (float32)          [C, V]
-                                ℓ_r = Σ_{n ∈ r} c_n · D_α(...)   (the reference per-token math)
-                                ∂ℓ_r/∂h_r  → rows r of ∂L/∂h       [C, H]
-                                ∂ℓ_r/∂W    → accumulated in float32 [V, H]
+    for each chunk of rows r:   s_r = log_softmax(h_r Wᵀ)  (float32)   [C, V]
+                                ℓ_r = Σ_{n ∈ r} c_n · D_α(...)         (the reference per-token math)
+                                g_z = ∂ℓ_r/∂z_r                         [C, V], in s_r's buffer
+                                ∂ℓ_r/∂h_r = g_z W  → rows r of ∂L/∂h   [C, H]
+                                ∂ℓ_r/∂W  += g_zᵀ h_r                   [V, H]
 
-and the backward pass only multiplies the stored gradients by the incoming scalar. Per chunk the
-student's log-softmax, top-K ids, tail bucket and the teacher's values at the same ids are those
-of ``sdpo.topk_with_tail`` / ``sdpo.alpha_divergence``, called on the chunk. The teacher's logits
-(no gradient) are formed for the same chunk and dropped with it. LM-head matmuls: one forward and
-two gradient products for the student, one forward for the teacher — the same count as the
-reference; peak memory is a few float32 ``[C, V]`` buffers plus the ``[V, H]`` gradient.
+and the backward pass only multiplies the stored gradients by the incoming scalar
+(``_StoredGradient``). The divergence itself is ``sdpo.alpha_divergence`` and ``sdpo.append_tail``
+on the chunk's top-K values. LM-head matmuls: one forward and two gradient products for the
+student, one forward for the teacher — the same count as the reference; the working memory is
+about three float32 ``[C, V]`` buffers plus the ``[V, H]`` gradient every method produces.
 
-GRPO (``lean_token_logprobs``). GRPO needs only log p(y_n) = z_n[y_n] − logsumexp(z_n), but its
-loss is not a token sum (per-sequence means, ratios, clipping), so the gradient cannot be formed
-in the forward pass. The forward keeps logsumexp per row (``[N]``); the backward recomputes each
-chunk's logits and applies ∂ log p(y_n) / ∂z_n = onehot(y_n) − softmax(z_n):
+GRPO (``lean_grpo_loss``). GRPO needs only log p(y_n) = z_n[y_n] − logsumexp(z_n), but its loss
+is not a token sum (per-sequence means, ratios, clipping). So the log-probs are computed chunk by
+chunk without a graph, the reference ``grpo_loss`` runs unchanged on them (a ``[B, T]`` leaf), and
+its gradient g_n = ∂L/∂log p(y_n) is pushed through the LM head, recomputing each chunk's logits:
 
     g_z = g_n · (onehot(y_n) − softmax(z_n)),   ∂/∂h_r = g_z W,   ∂/∂W += g_zᵀ h_r
 
-The reference ``grpo_loss`` then runs unchanged on the ``[B, T]`` log-probs.
+(``lean_token_logprobs`` is the same as an autograd function whose backward recomputes the logits;
+the trainer uses it for the reference model, without gradient.)
 
 Under ZeRO-3 the LM head's weight is a partitioned placeholder outside its module's forward;
 ``trainer.sequences.head_weight`` gathers it around the loss (a collective every rank joins).
@@ -43,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.losses.grpo import grpo_loss
-from trainer.losses.sdpo import _LOG_RATIO_BOUND, alpha_divergence, topk_with_tail
+from trainer.losses.sdpo import _LOG_RATIO_BOUND, alpha_divergence, append_tail
 
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -75,43 +76,69 @@ class _StoredGradient(torch.autograd.Function):
         return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(ctx.weight_dtype), None, None
 
 
+def _log_softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """float32 log-softmax over the last dim, in one buffer: ``[C, V]`` -> ``[C, V]``."""
+    out = logits.float()  # a copy when logits are bf16; float32 logits are taken over (in place)
+    return out.sub_(torch.logsumexp(out, dim=-1, keepdim=True))
+
+
 def _distill_chunks(h_s, w_s, h_t, w_t, ids, coef, old, alpha, top_k, is_clip, chunk_tokens, want_grad):
     """Σ_n c_n · D_α over chunks of rows, and (``want_grad``) its gradient w.r.t. h_s and W_s.
 
-    Each chunk runs the reference per-token math (``topk_with_tail``, ``alpha_divergence``) on
-    ``[1, C, V]`` tensors under a local autograd graph that is dropped with the chunk. Returns
-    ``(total, per_token [N, 5] = (D, w, raw ratio, log p_s(y), log p_T(y)), grad_h, grad_w)``.
+    Per chunk, with s = log_softmax(z), z = h_s Wᵀ (``[C, V]`` float32, one buffer reused in place):
+
+    1. the student's top-K ids and log-probs s_top (``[C, K]``), the teacher's t_top at the same ids
+       and both tails (``sdpo.append_tail``), the per-token D_α (``sdpo.alpha_divergence``) — the
+       reference math on ``[C, K+1]``; in full-vocabulary mode on ``[C, V]``;
+    2. g = ∂ℓ/∂s by local autograd on those small tensors (sparse: only the top-K columns);
+    3. ∂ℓ/∂z_k = g_k − softmax(z)_k · Σ_j g_j (the log-softmax Jacobian), written into the buffer;
+    4. ∂/∂h = g_z W and ∂/∂W += g_zᵀ h (``addmm_`` into the weight-dtype accumulator, as Liger Kernel's
+       fused linear cross-entropy accumulates).
+
+    Returns ``(total, per_token [N, 5] = (D, w, raw ratio, log p_s(y), log p_T(y)), grad_h, grad_w)``.
     """
-    n = h_s.shape[0]
+    n, vocab = h_s.shape[0], w_s.shape[0]
     grad_h = torch.zeros_like(h_s) if want_grad else None  # [N, H]
-    grad_w = torch.zeros(w_s.shape, dtype=torch.float32, device=w_s.device) if want_grad else None  # [V, H]
+    grad_w = torch.zeros_like(w_s) if want_grad else None  # [V, H]
     total = torch.zeros((), dtype=torch.float32, device=h_s.device)
     per_token = torch.zeros((n, 5), dtype=torch.float32, device=h_s.device)
+    full = top_k is None or top_k >= vocab
     for a, b in _chunks(n, chunk_tokens):
+        tok = ids[a:b].unsqueeze(-1)  # [C, 1]
+        s_full = _log_softmax_(F.linear(h_s[a:b], w_s))  # [C, V]
+        t_full = _log_softmax_(F.linear(h_t[a:b], w_t))  # [C, V]
+        s_tok = s_full.gather(-1, tok).squeeze(-1)  # [C]
+        t_tok = t_full.gather(-1, tok).squeeze(-1)  # [C]
+        if old is None:
+            raw = torch.ones_like(s_tok)  # [C]
+        else:
+            raw = (s_tok - old[a:b]).clamp(-_LOG_RATIO_BOUND, _LOG_RATIO_BOUND).exp()  # [C]
+        is_w = raw if is_clip is None else raw.clamp(max=is_clip)  # [C]
+        if full:
+            s_leaf, t_sup, top = s_full.requires_grad_(want_grad), t_full, None  # [C, V]
+            s_sup_of = lambda leaf: leaf  # noqa: E731
+        else:
+            top = s_full.topk(top_k, dim=-1).indices  # [C, K]
+            s_leaf = s_full.gather(-1, top).requires_grad_(want_grad)  # [C, K]
+            t_sup = append_tail(t_full.gather(-1, top))  # [C, K+1]
+            s_sup_of = append_tail
+            del t_full
         with torch.enable_grad():
-            h = h_s[a:b].detach().requires_grad_(want_grad)  # [C, H]
-            w = w_s.detach().requires_grad_(want_grad)  # [V, H]
-            s_full = F.log_softmax(F.linear(h, w).float(), dim=-1)  # [C, V]
-            with torch.no_grad():
-                t_full = F.log_softmax(F.linear(h_t[a:b], w_t).float(), dim=-1)  # [C, V]
-            tok = ids[a:b].unsqueeze(-1)  # [C, 1]
-            s_tok = s_full.gather(-1, tok).squeeze(-1)  # [C]
-            s_sup, t_sup = topk_with_tail(s_full.unsqueeze(0), t_full.unsqueeze(0), top_k)  # [1, C, K(+1)]
-            div = alpha_divergence(s_sup, t_sup, alpha).squeeze(0)  # [C]
-            with torch.no_grad():
-                if old is None:
-                    raw = torch.ones_like(s_tok)  # [C]
-                else:
-                    raw = (s_tok - old[a:b]).clamp(-_LOG_RATIO_BOUND, _LOG_RATIO_BOUND).exp()  # [C]
-                is_w = raw if is_clip is None else raw.clamp(max=is_clip)  # [C]
+            div = alpha_divergence(s_sup_of(s_leaf), t_sup, alpha)  # [C]
             part = (coef[a:b] * is_w * div).sum()
-            if want_grad:
-                g_h, g_w = torch.autograd.grad(part, (h, w))
-                grad_h[a:b] = g_h
-                grad_w += g_w.float()
+            g_s = torch.autograd.grad(part, s_leaf)[0] if want_grad else None  # [C, V] or [C, K]
+        if want_grad:
+            with torch.no_grad():
+                if full:
+                    g_z = s_full.detach().exp_().mul_(-g_s.sum(-1, keepdim=True)).add_(g_s)  # [C, V]
+                else:
+                    g_z = s_full.exp_().mul_(-g_s.sum(-1, keepdim=True))  # [C, V]  −softmax · Σ g
+                    g_z.scatter_add_(-1, top, g_s)  # + g on the top-K columns
+                g_z = g_z.to(w_s.dtype)
+                grad_h[a:b] = g_z @ w_s
+                grad_w.addmm_(g_z.transpose(0, 1), h_s[a:b])
         total += part.detach()
-        per_token[a:b] = torch.stack([div.detach(), is_w, raw, s_tok.detach(),
-                                      t_full.gather(-1, tok).squeeze(-1)], dim=-1)
+        per_token[a:b] = torch.stack([div.detach(), is_w, raw, s_tok, t_tok], dim=-1)
     return total, per_token, grad_h, grad_w
 
 
@@ -213,7 +240,7 @@ def _logprob_backward(h, w, ids, lse, grad_logp, chunk_tokens: int, need_h: bool
         g_z = g_n · (onehot(y_n) − softmax(z_n)),   ∂/∂h_r = g_z W,   ∂/∂W = Σ_r g_zᵀ h_r
     """
     grad_h = torch.zeros_like(h) if need_h else None  # [N, H]
-    grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if need_w else None  # [V, H]
+    grad_w = torch.zeros_like(w) if need_w else None  # [V, H]
     with torch.no_grad():
         for a, b in _chunks(h.shape[0], chunk_tokens):
             g = grad_logp[a:b].float()  # [C]
@@ -224,7 +251,7 @@ def _logprob_backward(h, w, ids, lse, grad_logp, chunk_tokens: int, need_h: bool
             if grad_h is not None:
                 grad_h[a:b] = g_z @ w
             if grad_w is not None:
-                grad_w += (g_z.transpose(0, 1) @ h[a:b]).float()
+                grad_w.addmm_(g_z.transpose(0, 1), h[a:b])
     return grad_h, grad_w
 
 
@@ -243,7 +270,7 @@ class _ChunkedTokenLogprob(torch.autograd.Function):
         h, w, ids, lse = ctx.saved_tensors
         grad_h, grad_w = _logprob_backward(h, w, ids, lse, grad_logp, ctx.chunk_tokens,
                                            ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return grad_h, None if grad_w is None else grad_w.to(w.dtype), None, None
+        return grad_h, grad_w, None, None
 
 
 def _rows(ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -63,12 +63,14 @@ def topk_with_tail(
     ids = student_logprobs.detach().topk(k, dim=-1).indices  # [B, T, k]
     s_top = student_logprobs.gather(-1, ids)  # [B, T, k]
     t_top = teacher_logprobs.gather(-1, ids)  # [B, T, k]
+    return append_tail(s_top), append_tail(t_top)
 
-    def with_tail(top: torch.Tensor) -> torch.Tensor:
-        mass = torch.logsumexp(top, dim=-1, keepdim=True).clamp(max=TAIL_LOGSUMEXP_MAX)  # [B, T, 1]
-        return torch.cat([top, _log1mexp(mass)], dim=-1)  # [B, T, k+1]
 
-    return with_tail(s_top), with_tail(t_top)
+def append_tail(top: torch.Tensor) -> torch.Tensor:
+    """``[..., k]`` log-probs of k outcomes -> ``[..., k+1]`` with the tail log(1 − Σ p) appended,
+    computed as log1mexp(min(logsumexp(top), −1e-7)) (see ``TAIL_LOGSUMEXP_MAX``)."""
+    mass = torch.logsumexp(top, dim=-1, keepdim=True).clamp(max=TAIL_LOGSUMEXP_MAX)  # [..., 1]
+    return torch.cat([top, _log1mexp(mass)], dim=-1)  # [..., k+1]
 
 
 def _kl(p_logp: torch.Tensor, q_logp: torch.Tensor) -> torch.Tensor:
