@@ -42,6 +42,10 @@ class RunConfig:
 class ModelConfig:
     name_or_path: str = "Qwen/Qwen3-8B"
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    # Activation (gradient) checkpointing of the student's decoder layers: keep one hidden state per
+    # layer and recompute the layer in the backward pass. The teacher and the GRPO reference run
+    # without gradient and need none.
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -136,7 +140,14 @@ class LossConfig:
     is_clip: float = 2.0               # importance-weight clip
     clip_eps: float = 0.2              # GRPO
     kl_coef: float = 0.0               # GRPO: KL to the initial policy (0: no reference model)
-    micro_batch_size: int = 4          # sequences per forward/backward
+    micro_batch_size: int = 4          # sequences per forward/backward (at most)
+    # Token budget of one micro batch (prompt + response tokens of its sequences, as verl's
+    # ppo_max_token_len_per_gpu): samples are packed by length so a few long responses never exceed
+    # memory. null: micro batches of micro_batch_size sequences, whatever their length.
+    max_tokens_per_micro_batch: int | None = None
+    # The LM head runs on this many response positions at a time inside the memory-lean loss, so no
+    # [B, T, V] logits tensor ever exists; 0 uses the readable reference losses on full logits.
+    logits_chunk_tokens: int = 1024
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -144,6 +155,10 @@ class LossConfig:
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"loss.top_k must be at least 1 or null, got {self.top_k}")
         _at_least("loss", self, ("micro_batch_size",), 1)
+        _at_least("loss", self, ("logits_chunk_tokens",), 0)
+        if self.max_tokens_per_micro_batch is not None and self.max_tokens_per_micro_batch < 1:
+            raise ValueError(f"loss.max_tokens_per_micro_batch must be at least 1 or null, "
+                             f"got {self.max_tokens_per_micro_batch}")
 
 
 @dataclass
@@ -183,6 +198,20 @@ class CheckpointConfig:
 
 
 @dataclass
+class HardwareConfig:
+    """The hardware a config was written for: the defaults of ``pmd-train --dry-run``'s memory plan
+    (``--gpus`` and ``--gpu-memory-gib`` override them)."""
+
+    gpus: int = 1
+    gpu_memory_gib: float = 80.0
+
+    def __post_init__(self) -> None:
+        _at_least("hardware", self, ("gpus",), 1)
+        if self.gpu_memory_gib <= 0:
+            raise ValueError(f"hardware.gpu_memory_gib must be positive, got {self.gpu_memory_gib}")
+
+
+@dataclass
 class LoggingConfig:
     validate_every: int = 5
     validation_questions: int | None = 64   # None: the whole test split
@@ -205,6 +234,7 @@ class TrainConfig:
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
 
     @property
     def uses_memory(self) -> bool:
