@@ -2,7 +2,7 @@
 
 ``step_gradients(model, ...)`` builds a DeepSpeed student (and an EMA-style teacher copy) from
 ``model``, splits a fixed set of samples into micro batches with ``trainer.packing``, runs
-``trainer.objective.micro_batch_loss`` + ``engine.backward(scale_wrt_gas=False)`` on each, exactly
+``trainer.objective.train_micro_batch`` (forward + ``engine.backward``) on each, exactly
 as ``trainer.loop`` does, and returns every parameter's full accumulated gradient (before the
 optimizer step). Run under torchrun, each rank takes its share of the samples and rank 0 writes
 the gradients to ``--out``:
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trainer import engine as E  # noqa: E402
 from trainer.config import LossConfig  # noqa: E402
 from trainer.losses.grpo import group_advantages  # noqa: E402
-from trainer.objective import micro_batch_loss, step_denominator  # noqa: E402
+from trainer.objective import step_denominator, train_micro_batch  # noqa: E402
 from trainer.packing import rank_micro_batches  # noqa: E402
 from trainer.sequences import Sample  # noqa: E402
 
@@ -68,10 +68,9 @@ def step_gradients(model: str, *, stage: int, algorithm: str = "sdpo", lean: boo
     denominator = step_denominator(samples, algorithm, dist.world_size)
     lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
     for ids in rank_micro_batches(lengths, micro_batch_size, max_tokens, dist.world_size):
-        loss, _ = micro_batch_loss(student, teacher, reference, [samples[i] for i in ids],
-                                   advantages[ids] if algorithm == "grpo" else None, algorithm=algorithm,
-                                   loss=loss_cfg, pad_id=0, denominator=denominator, world_size=dist.world_size)
-        student.backward(loss, scale_wrt_gas=False)
+        train_micro_batch(student, teacher, reference, [samples[i] for i in ids],
+                          advantages[ids] if algorithm == "grpo" else None, algorithm=algorithm,
+                          loss=loss_cfg, pad_id=0, denominator=denominator, world_size=dist.world_size)
     # Unmanaged accumulation: the gradients are final at the boundary, inside step(); read them
     # there, before the optimizer uses them.
     grads: dict[str, torch.Tensor] = {}

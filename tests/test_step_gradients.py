@@ -26,6 +26,22 @@ def model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def untied_model(model, tmp_path_factory):
+    """The tiny model with its own LM head (as Qwen3-8B and larger have), not tied to the embeddings."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(model)
+    config.tie_word_embeddings = False
+    torch.manual_seed(0)
+    with E.zero3_loading_disabled():
+        net = AutoModelForCausalLM.from_config(config)
+    out = tmp_path_factory.mktemp("untied")
+    net.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model).save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
 def baseline(model):
     """Reference losses on full logits, ZeRO-0, all samples in one micro batch, one process."""
     return {algorithm: step_gradients(model, stage=0, algorithm=algorithm, lean=False, kl_coef=kl)
@@ -51,6 +67,13 @@ def assert_same(got: dict, want: dict) -> None:
 ], ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 def test_sdpo_step_gradient_is_the_same(model, baseline, settings):
     assert_same(step_gradients(model, **settings), baseline["sdpo"])
+
+
+def test_untied_lm_head_under_zero3(untied_model):
+    want = step_gradients(untied_model, stage=0, lean=False)
+    assert_same(step_gradients(untied_model, stage=3, micro_batch_size=3), want)
+    assert_same(step_gradients(untied_model, stage=3, algorithm="grpo", micro_batch_size=3),
+                step_gradients(untied_model, stage=0, algorithm="grpo", lean=False))
 
 
 @pytest.mark.parametrize("settings", [dict(stage=0, lean=True), dict(stage=2, micro_batch_size=3),

@@ -27,7 +27,7 @@ from trainer.memory_step import MemoryView, attempt_groups, record_experiences, 
 from trainer.metrics import MetricsWriter, PhaseTimer
 from trainer.reflectors import PolicyReflector
 from trainer.rollout import SamplingConfig, chat_ids, generate_rollouts
-from trainer.objective import micro_batch_loss, step_denominator
+from trainer.objective import step_denominator, train_micro_batch
 from trainer.packing import rank_micro_batches
 from trainer.sequences import Sample
 from trainer.teacher_context import chat_token_counter
@@ -157,14 +157,11 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
             for chunk_ids in rank_micro_batches(lengths, config.loss.micro_batch_size,
                                                 config.loss.max_tokens_per_micro_batch, dist.world_size):
                 with torch.set_grad_enabled(not config.policy.frozen):
-                    loss, stats = micro_batch_loss(
+                    loss_stats.append(train_micro_batch(
                         student, teacher, reference, [samples[i] for i in chunk_ids],
                         None if advantages is None else advantages[chunk_ids], algorithm=config.algorithm,
                         loss=config.loss, pad_id=tokenizer.pad_token_id, denominator=denominator,
-                        world_size=dist.world_size)
-                if not config.policy.frozen:
-                    student.backward(loss, scale_wrt_gas=False)
-                loss_stats.append(stats)
+                        world_size=dist.world_size, update=not config.policy.frozen))  # forward + backward
             if not config.policy.frozen:
                 student.step()
         with timer("ema"):

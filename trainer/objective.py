@@ -45,59 +45,91 @@ def step_denominator(samples: Sequence[Sample], algorithm: str, world_size: int 
     return local
 
 
-def micro_batch_loss(
+def train_micro_batch(
     student, teacher, reference, chunk: Sequence[Sample], advantages: torch.Tensor | None, *,
-    algorithm: str, loss: LossConfig, pad_id: int, denominator: float, world_size: int = 1,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """``(loss for engine.backward, stats)`` of one micro batch (module docstring).
+    algorithm: str, loss: LossConfig, pad_id: int, denominator: float, world_size: int = 1, update: bool = True,
+) -> dict[str, float]:
+    """Forward and (``update``) ``engine.backward`` of one micro batch; returns its stats.
 
     ``advantages`` ``[len(chunk)]`` for GRPO; ``teacher`` for SDPO/PMD (no gradient); ``reference``
     optional (GRPO's KL). Stats carry ``loss``: the micro batch's own mean, as the reference
     functions define it, for logging.
+
+    Lean loss: the models run to their final hidden states first; then the student's LM-head
+    weight is taken whole (``head_weight``: gathered under ZeRO-3) for the loss AND the backward,
+    because its gradient comes from the loss, not from the head module's own (empty) forward, so
+    DeepSpeed's module hooks would not gather the weight when that gradient arrives.
     """
-    prompts, responses = [s.prompt_ids for s in chunk], [s.response_ids for s in chunk]
     # Z / R: the micro batch's partial sum over this makes the step mean after DeepSpeed's
     # average over ranks (module docstring).
     share = max(denominator, 1e-12) / world_size
-    lean = loss.logits_chunk_tokens > 0
+    if loss.logits_chunk_tokens > 0:
+        forward = _lean_forward(student, teacher, reference, chunk, algorithm, loss, pad_id)
+        with head_weight(student) as head:
+            scaled, stats = _lean_loss(forward, head, student, teacher, advantages, algorithm, loss, share)
+            if update:
+                student.backward(scaled, scale_wrt_gas=False)
+        return stats
+    scaled, stats = _reference_loss(student, teacher, reference, chunk, advantages, algorithm, loss, pad_id, share)
+    if update:
+        student.backward(scaled, scale_wrt_gas=False)
+    return stats
+
+
+def _lean_forward(student, teacher, reference, chunk, algorithm: str, loss: LossConfig, pad_id: int) -> dict:
+    """The models' part of the lean loss: the student's final hidden states (with graph), and the
+    teacher's hidden states or the GRPO reference's log-probs (no graph)."""
+    prompts, responses = [s.prompt_ids for s in chunk], [s.response_ids for s in chunk]
+    hidden, targets, mask = response_hidden(student, prompts, responses, pad_id)
+    out = {"hidden": hidden, "targets": targets, "mask": mask, "teacher_hidden": None, "ref_logp": None,
+           "weights": torch.tensor([float(s.has_signal) for s in chunk], device=hidden.device)}
     if algorithm == "grpo":
-        ref_logp = None
-        if lean:
-            hidden, targets, mask = response_hidden(student, prompts, responses, pad_id)
-            if reference is not None:
-                ref_logp = _reference_logprobs(reference, prompts, responses, pad_id, targets, mask, loss)
-            with head_weight(student) as head:
-                own, stats = lean_grpo_loss(hidden, head, targets, mask, advantages.to(hidden.device),
-                                            clip_eps=loss.clip_eps, ref_logprobs=ref_logp, kl_coef=loss.kl_coef,
-                                            chunk_tokens=loss.logits_chunk_tokens)
-        else:
-            logits, targets, mask = response_logits(student, prompts, responses, pad_id)
-            if reference is not None:
-                ref_logp = _reference_logprobs(reference, prompts, responses, pad_id, targets, mask, loss)
-            logp = token_logprobs(logits, targets)
-            own, stats = grpo_loss(logp, logp.detach(), advantages.to(logp.device), mask, clip_eps=loss.clip_eps,
-                                   ref_logprobs=ref_logp, kl_coef=loss.kl_coef)
+        if reference is not None:
+            out["ref_logp"] = _reference_logprobs(reference, prompts, responses, pad_id, targets, mask, loss)
+    else:
+        with torch.no_grad():
+            out["teacher_hidden"], _, _ = response_hidden(
+                teacher, [s.teacher_prompt_ids or s.prompt_ids for s in chunk], responses, pad_id)
+    return out
+
+
+def _lean_loss(forward: dict, head: torch.Tensor, student, teacher, advantages, algorithm: str, loss: LossConfig,
+               share: float) -> tuple[torch.Tensor, dict[str, float]]:
+    hidden, targets, mask = forward["hidden"], forward["targets"], forward["mask"]
+    if algorithm == "grpo":
+        own, stats = lean_grpo_loss(hidden, head, targets, mask, advantages.to(hidden.device), clip_eps=loss.clip_eps,
+                                    ref_logprobs=forward["ref_logp"], kl_coef=loss.kl_coef,
+                                    chunk_tokens=loss.logits_chunk_tokens)
         sequences = float((mask.sum(dim=1) > 0).sum())
         return own * (sequences / share), {"loss": float(own.detach()), **stats}
+    # The teacher's head is needed in the forward only: released before the backward.
+    with nullcontext(head) if teacher is student else head_weight(teacher) as teacher_head:
+        scaled, stats = lean_sdpo_loss(hidden, head, forward["teacher_hidden"], teacher_head, targets, mask,
+                                       alpha=loss.alpha, top_k=loss.top_k, sample_weights=forward["weights"],
+                                       is_clip=loss.is_clip, chunk_tokens=loss.logits_chunk_tokens, normalizer=share)
+    own_mean = float(scaled.detach()) * share / max(stats["active_tokens"], 1.0)
+    return scaled, {"loss": own_mean, **stats}
 
-    teacher_prompts = [s.teacher_prompt_ids or s.prompt_ids for s in chunk]
-    weights = torch.tensor([float(s.has_signal) for s in chunk])
-    if lean:
-        hidden, targets, mask = response_hidden(student, prompts, responses, pad_id)
-        with torch.no_grad():
-            teacher_hidden, _, _ = response_hidden(teacher, teacher_prompts, responses, pad_id)
-        with head_weight(student) as head, (nullcontext(head) if teacher is student else head_weight(teacher)) as teacher_head:
-            scaled, stats = lean_sdpo_loss(hidden, head, teacher_hidden, teacher_head, targets, mask,
-                                           alpha=loss.alpha, top_k=loss.top_k, sample_weights=weights.to(hidden.device),
-                                           is_clip=loss.is_clip, chunk_tokens=loss.logits_chunk_tokens,
-                                           normalizer=share)
-        own_mean = float(scaled.detach()) * share / max(stats["active_tokens"], 1.0)
-        return scaled, {"loss": own_mean, **stats}
+
+def _reference_loss(student, teacher, reference, chunk, advantages, algorithm: str, loss: LossConfig, pad_id: int,
+                    share: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The readable path: full ``[B, T, V]`` logits and the reference loss functions."""
+    prompts, responses = [s.prompt_ids for s in chunk], [s.response_ids for s in chunk]
     logits, targets, mask = response_logits(student, prompts, responses, pad_id)
+    if algorithm == "grpo":
+        ref_logp = None if reference is None else \
+            _reference_logprobs(reference, prompts, responses, pad_id, targets, mask, loss)
+        logp = token_logprobs(logits, targets)
+        own, stats = grpo_loss(logp, logp.detach(), advantages.to(logp.device), mask, clip_eps=loss.clip_eps,
+                               ref_logprobs=ref_logp, kl_coef=loss.kl_coef)
+        sequences = float((mask.sum(dim=1) > 0).sum())
+        return own * (sequences / share), {"loss": float(own.detach()), **stats}
     with torch.no_grad():
-        teacher_logits, _, _ = response_logits(teacher, teacher_prompts, responses, pad_id)
+        teacher_logits, _, _ = response_logits(teacher, [s.teacher_prompt_ids or s.prompt_ids for s in chunk],
+                                               responses, pad_id)
+    weights = torch.tensor([float(s.has_signal) for s in chunk], device=logits.device)
     own, stats = sdpo_loss(logits, teacher_logits, targets, mask, alpha=loss.alpha, top_k=loss.top_k,
-                           sample_weights=weights.to(logits.device), is_clip=loss.is_clip)
+                           sample_weights=weights, is_clip=loss.is_clip)
     return own * (stats["active_tokens"] / share), {"loss": float(own.detach()), **stats}
 
 
