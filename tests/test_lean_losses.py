@@ -151,3 +151,55 @@ def test_lean_grpo_equals_reference(chunk, kl_coef):
 def test_lean_token_logprobs_values_without_mask():
     h, w, _, _, ids, _ = _inputs(seed=13)
     assert torch.allclose(lean_token_logprobs(h, w, ids, chunk_tokens=2), token_logprobs(h @ w.T, ids), atol=TOL)
+
+
+@pytest.mark.parametrize("top_k", [None, 5])
+def test_temperature_divides_both_models_logits(top_k):
+    inputs = _inputs(seed=17)
+    h_s, w_s, h_t, w_t, ids, mask = inputs
+    ref = _reference(*inputs, alpha=0.5, top_k=top_k, temperature=0.7)
+    scaled = _reference(h_s / 0.7, w_s, h_t / 0.7, w_t, ids, mask, alpha=0.5, top_k=top_k)  # logits / 0.7
+    assert torch.allclose(ref[0], scaled[0], atol=TOL) and torch.allclose(ref[3], scaled[3], atol=TOL)
+    lean = _lean(*inputs, 3, alpha=0.5, top_k=top_k, temperature=0.7)
+    assert torch.allclose(lean[0], ref[0], atol=TOL)
+    assert torch.allclose(lean[2], ref[2], atol=TOL) and torch.allclose(lean[3], ref[3], atol=TOL)
+
+
+def test_lean_grpo_with_temperature_and_rollout_correction():
+    from trainer.losses.lean import rollout_is_weights
+
+    h, w, _, _, ids, mask = _inputs(seed=19)
+    advantages = torch.tensor([1.0, -0.5, 0.25])
+    with torch.no_grad():
+        rollout = token_logprobs(h @ w.T, ids, temperature=0.8) + torch.linspace(-1.5, 1.5, B * T).view(B, T)
+
+    def reference():
+        hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+        logp = token_logprobs(hh @ ww.T, ids, temperature=0.8)
+        weights = rollout_is_weights(logp, rollout, 2.0)
+        loss, stats = grpo_loss(logp, logp.detach(), advantages, mask, token_weights=weights)
+        loss.backward()
+        return loss.detach(), hh.grad, ww.grad, weights
+
+    ref_loss, ref_h, ref_w, weights = reference()
+    assert (weights == 2.0).any() and (weights < 1.0).any()  # clipped and down-weighted tokens
+    hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+    loss, _ = lean_grpo_loss(hh, ww, ids, mask, advantages, chunk_tokens=4, temperature=0.8,
+                             rollout_logprobs=rollout, rollout_is_clip=2.0)
+    loss.backward()
+    assert torch.allclose(loss.detach(), ref_loss, atol=TOL)
+    assert torch.allclose(hh.grad, ref_h, atol=TOL) and torch.allclose(ww.grad, ref_w, atol=TOL)
+    # the weights scale each token's term: with all weights 1 the loss differs
+    plain, _ = grpo_loss(token_logprobs(h @ w.T, ids, 0.8), token_logprobs(h @ w.T, ids, 0.8), advantages, mask)
+    assert not torch.allclose(plain, ref_loss)
+
+
+def test_lean_token_logprobs_with_temperature():
+    h, w, _, _, ids, _ = _inputs(seed=23)
+    hh, hr = h.clone().requires_grad_(), h.clone().requires_grad_()
+    lean = lean_token_logprobs(hh, w, ids, chunk_tokens=3, temperature=0.6)
+    ref = token_logprobs(hr @ w.T, ids, temperature=0.6)
+    assert torch.allclose(lean, ref, atol=TOL)
+    lean.sum().backward()
+    ref.sum().backward()
+    assert torch.allclose(hh.grad, hr.grad, atol=TOL)

@@ -137,6 +137,7 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
-def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log p(target) per position: ``[B, T, V]`` logits, ``[B, T]`` ids -> ``[B, T]``."""
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log p(target) per position under softmax(logits / temperature): ``[B, T, V]`` logits,
+    ``[B, T]`` ids -> ``[B, T]``."""
+    return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -48,6 +48,7 @@ def grpo_loss(
     clip_eps: float = 0.2,
     ref_logprobs: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Negative GRPO objective with per-sequence normalization (module docstring).
 
@@ -59,6 +60,8 @@ def grpo_loss(
         clip_eps: ε of the ratio clip.
         ref_logprobs: ``[B, T]`` log π_ref(y_t) or None; constant.
         kl_coef: β, weight of the k3 KL estimate exp(ref − logp) − (ref − logp) − 1.
+        token_weights: ``[B, T]`` constant per-token weights multiplying each token's term, e.g. the
+            truncated importance weight min(π_θ/π_rollout, c) of rollout correction; None: 1.
 
     loss = −mean over sequences of (mean over that sequence's active tokens of surrogate − β·KL).
     Sequences with no active token are left out of the mean; with none at all the loss is 0,
@@ -96,6 +99,10 @@ def grpo_loss(
     else:
         kl = torch.zeros_like(logp)
     per_token = surrogate - kl_coef * kl  # [B, T]
+    if token_weights is not None:
+        if token_weights.shape != logp.shape:
+            raise ValueError(f"token_weights must be [B, T] = {tuple(logp.shape)}, got {tuple(token_weights.shape)}")
+        per_token = per_token * token_weights.detach().float()
 
     mask = response_mask.to(dtype=torch.float32, device=logp.device)  # [B, T]
     lengths = mask.sum(dim=1)  # [B]

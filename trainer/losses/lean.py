@@ -76,22 +76,26 @@ class _StoredGradient(torch.autograd.Function):
         return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(ctx.weight_dtype), None, None
 
 
-def _log_softmax_(logits: torch.Tensor) -> torch.Tensor:
-    """float32 log-softmax over the last dim, in one buffer: ``[C, V]`` -> ``[C, V]``."""
+def _log_softmax_(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """float32 log-softmax of logits / temperature over the last dim, in one buffer: ``[C, V]``."""
     out = logits.float()  # a copy when logits are bf16; float32 logits are taken over (in place)
+    if temperature != 1.0:
+        out.div_(temperature)
     return out.sub_(torch.logsumexp(out, dim=-1, keepdim=True))
 
 
-def _distill_chunks(h_s, w_s, h_t, w_t, ids, coef, old, alpha, top_k, is_clip, chunk_tokens, want_grad):
+def _distill_chunks(h_s, w_s, h_t, w_t, ids, coef, old, alpha, top_k, is_clip, chunk_tokens, want_grad,
+                    temperature=1.0):
     """Σ_n c_n · D_α over chunks of rows, and (``want_grad``) its gradient w.r.t. h_s and W_s.
 
-    Per chunk, with s = log_softmax(z), z = h_s Wᵀ (``[C, V]`` float32, one buffer reused in place):
+    Per chunk, with s = log_softmax(z / τ), z = h_s Wᵀ, τ the temperature (``[C, V]`` float32, one
+    buffer reused in place):
 
     1. the student's top-K ids and log-probs s_top (``[C, K]``), the teacher's t_top at the same ids
        and both tails (``sdpo.append_tail``), the per-token D_α (``sdpo.alpha_divergence``) — the
        reference math on ``[C, K+1]``; in full-vocabulary mode on ``[C, V]``;
     2. g = ∂ℓ/∂s by local autograd on those small tensors (sparse: only the top-K columns);
-    3. ∂ℓ/∂z_k = g_k − softmax(z)_k · Σ_j g_j (the log-softmax Jacobian), written into the buffer;
+    3. ∂ℓ/∂z_k = (g_k − softmax(z/τ)_k · Σ_j g_j) / τ (the log-softmax Jacobian), into the buffer;
     4. ∂/∂h = g_z W and ∂/∂W += g_zᵀ h (``addmm_`` into the weight-dtype accumulator, as Liger Kernel's
        fused linear cross-entropy accumulates).
 
@@ -105,8 +109,8 @@ def _distill_chunks(h_s, w_s, h_t, w_t, ids, coef, old, alpha, top_k, is_clip, c
     full = top_k is None or top_k >= vocab
     for a, b in _chunks(n, chunk_tokens):
         tok = ids[a:b].unsqueeze(-1)  # [C, 1]
-        s_full = _log_softmax_(F.linear(h_s[a:b], w_s))  # [C, V]
-        t_full = _log_softmax_(F.linear(h_t[a:b], w_t))  # [C, V]
+        s_full = _log_softmax_(F.linear(h_s[a:b], w_s), temperature)  # [C, V]
+        t_full = _log_softmax_(F.linear(h_t[a:b], w_t), temperature)  # [C, V]
         s_tok = s_full.gather(-1, tok).squeeze(-1)  # [C]
         t_tok = t_full.gather(-1, tok).squeeze(-1)  # [C]
         if old is None:
@@ -134,6 +138,8 @@ def _distill_chunks(h_s, w_s, h_t, w_t, ids, coef, old, alpha, top_k, is_clip, c
                 else:
                     g_z = s_full.exp_().mul_(-g_s.sum(-1, keepdim=True))  # [C, V]  −softmax · Σ g
                     g_z.scatter_add_(-1, top, g_s)  # + g on the top-K columns
+                if temperature != 1.0:
+                    g_z.div_(temperature)
                 g_z = g_z.to(w_s.dtype)
                 grad_h[a:b] = g_z @ w_s
                 grad_w.addmm_(g_z.transpose(0, 1), h_s[a:b])
@@ -157,6 +163,7 @@ def lean_sdpo_loss(
     is_clip: float | None = 2.0,
     chunk_tokens: int = 1024,
     normalizer: float | torch.Tensor | None = None,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``sdpo.sdpo_loss`` from final hidden states and LM heads, a chunk of positions at a time.
 
@@ -164,8 +171,8 @@ def lean_sdpo_loss(
         student_hidden: ``[B, T, H]``; row t is the hidden state that predicts ``sampled_ids[:, t]``.
         student_head: ``[V, H]`` the student's LM-head weight (logits = h Wᵀ); gets a gradient.
         teacher_hidden, teacher_head: the same for the teacher; detached (no gradient).
-        sampled_ids, response_mask, alpha, top_k, old_logprobs, sample_weights, is_clip: as in
-            ``sdpo_loss``.
+        sampled_ids, response_mask, alpha, top_k, old_logprobs, sample_weights, is_clip,
+            temperature: as in ``sdpo_loss``.
         chunk_tokens: active positions per LM-head chunk; memory ∝ chunk_tokens · V.
         normalizer: Z in Σ c·D / Z; default Σ m_i·mask of this call (then equal to ``sdpo_loss``).
             The training loop passes the active-token count of the whole step, across micro batches
@@ -200,7 +207,7 @@ def lean_sdpo_loss(
     total, per_token, grad_h, grad_w = _distill_chunks(
         h_s.detach(), student_head.detach(), teacher_hidden.detach()[active], teacher_head.detach(),
         sampled_ids[active].long(), weight[active], None if old_logprobs is None else old_logprobs[active].float(),
-        alpha, top_k, is_clip, chunk_tokens, want_grad,
+        alpha, top_k, is_clip, chunk_tokens, want_grad, temperature,
     )  # scalar, [N, 5]
     if want_grad:
         total = total + _StoredGradient.apply(h_s, student_head, grad_h, grad_w)
@@ -221,33 +228,35 @@ def lean_sdpo_loss(
     return loss, stats
 
 
-def _chunked_logprobs(h: torch.Tensor, w: torch.Tensor, ids: torch.Tensor, chunk_tokens: int):
-    """log p(y_n) and logsumexp(z_n) of rows ``[N, H]``, a chunk of logits at a time (no graph)."""
+def _chunked_logprobs(h: torch.Tensor, w: torch.Tensor, ids: torch.Tensor, chunk_tokens: int,
+                      temperature: float = 1.0):
+    """log p(y_n) and logsumexp(u_n), u = h Wᵀ / τ, of rows ``[N, H]``, a chunk at a time (no graph)."""
     n = h.shape[0]
     lse = torch.empty(n, dtype=torch.float32, device=h.device)  # [N]
     logp = torch.empty(n, dtype=torch.float32, device=h.device)  # [N]
     with torch.no_grad():
         for a, b in _chunks(n, chunk_tokens):
-            z = F.linear(h[a:b], w).float()  # [C, V]
+            z = F.linear(h[a:b], w).float() / temperature  # [C, V]
             lse[a:b] = torch.logsumexp(z, dim=-1)
             logp[a:b] = z.gather(-1, ids[a:b].unsqueeze(-1)).squeeze(-1) - lse[a:b]
     return logp, lse
 
 
-def _logprob_backward(h, w, ids, lse, grad_logp, chunk_tokens: int, need_h: bool = True, need_w: bool = True):
-    """∂/∂h and ∂/∂W of Σ_n g_n · log p(y_n), recomputing each chunk's logits::
+def _logprob_backward(h, w, ids, lse, grad_logp, chunk_tokens: int, need_h: bool = True, need_w: bool = True,
+                      temperature: float = 1.0):
+    """∂/∂h and ∂/∂W of Σ_n g_n · log p(y_n), p = softmax(z / τ), recomputing each chunk's logits::
 
-        g_z = g_n · (onehot(y_n) − softmax(z_n)),   ∂/∂h_r = g_z W,   ∂/∂W = Σ_r g_zᵀ h_r
+        g_z = g_n · (onehot(y_n) − softmax(z_n / τ)) / τ,   ∂/∂h_r = g_z W,   ∂/∂W = Σ_r g_zᵀ h_r
     """
     grad_h = torch.zeros_like(h) if need_h else None  # [N, H]
     grad_w = torch.zeros_like(w) if need_w else None  # [V, H]
     with torch.no_grad():
         for a, b in _chunks(h.shape[0], chunk_tokens):
             g = grad_logp[a:b].float()  # [C]
-            z = F.linear(h[a:b], w).float()  # [C, V]
+            z = F.linear(h[a:b], w).float() / temperature  # [C, V]
             g_z = -g.unsqueeze(-1) * torch.exp(z - lse[a:b].unsqueeze(-1))  # [C, V]  −g · softmax
             g_z.scatter_add_(-1, ids[a:b].unsqueeze(-1), g.unsqueeze(-1))  # + g · onehot(y)
-            g_z = g_z.to(w.dtype)
+            g_z = (g_z / temperature if temperature != 1.0 else g_z).to(w.dtype)
             if grad_h is not None:
                 grad_h[a:b] = g_z @ w
             if grad_w is not None:
@@ -259,18 +268,18 @@ class _ChunkedTokenLogprob(torch.autograd.Function):
     """log p(y_n) over chunks; the backward recomputes the logits (needs W in the backward)."""
 
     @staticmethod
-    def forward(ctx, h, w, ids, chunk_tokens):
-        logp, lse = _chunked_logprobs(h, w, ids, chunk_tokens)
+    def forward(ctx, h, w, ids, chunk_tokens, temperature):
+        logp, lse = _chunked_logprobs(h, w, ids, chunk_tokens, temperature)
         ctx.save_for_backward(h, w, ids, lse)
-        ctx.chunk_tokens = chunk_tokens
+        ctx.chunk_tokens, ctx.temperature = chunk_tokens, temperature
         return logp
 
     @staticmethod
     def backward(ctx, grad_logp):
         h, w, ids, lse = ctx.saved_tensors
         grad_h, grad_w = _logprob_backward(h, w, ids, lse, grad_logp, ctx.chunk_tokens,
-                                           ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return grad_h, grad_w, None, None
+                                           ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.temperature)
+        return grad_h, grad_w, None, None, None
 
 
 def _rows(ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -279,7 +288,7 @@ def _rows(ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 def lean_token_logprobs(
     hidden: torch.Tensor, head: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None = None,
-    *, chunk_tokens: int = 1024,
+    *, chunk_tokens: int = 1024, temperature: float = 1.0,
 ) -> torch.Tensor:
     """``sequences.token_logprobs(h Wᵀ, ids)`` without the ``[B, T, V]`` logits.
 
@@ -292,7 +301,7 @@ def lean_token_logprobs(
     if ids.shape != hidden.shape[:2] or (mask is not None and mask.shape != ids.shape):
         raise ValueError(f"ids {tuple(ids.shape)} (and mask) must be [B, T] = {tuple(hidden.shape[:2])}")
     keep = _rows(ids, mask)
-    rows = _ChunkedTokenLogprob.apply(hidden[keep], head, ids[keep].long(), chunk_tokens)  # [N]
+    rows = _ChunkedTokenLogprob.apply(hidden[keep], head, ids[keep].long(), chunk_tokens, temperature)  # [N]
     out = torch.zeros(ids.shape, dtype=torch.float32, device=hidden.device)  # [B, T]
     return out.masked_scatter(keep, rows)
 
@@ -309,6 +318,9 @@ def lean_grpo_loss(
     ref_logprobs: torch.Tensor | None = None,
     kl_coef: float = 0.0,
     chunk_tokens: int = 1024,
+    temperature: float = 1.0,
+    rollout_logprobs: torch.Tensor | None = None,
+    rollout_is_clip: float | None = 2.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``grpo.grpo_loss`` on the policy's log-probs, from hidden states and the LM head.
 
@@ -316,6 +328,8 @@ def lean_grpo_loss(
     gradient g = ∂L/∂log p is then pushed through the LM head chunk by chunk inside the forward
     pass (``_logprob_backward``), so the backward needs neither the logits nor the head's weight.
     ``old_logprobs`` None: the rollout policy is the current one (ratio 1, on-policy).
+    ``rollout_logprobs`` ``[B, T]``: log π_rollout(y_t) of another engine; each token's term is
+    then weighted by ``rollout_is_weights`` (rollout correction). ``temperature``: as in SDPO.
     """
     _check_heads(hidden, head, "policy")
     bt = hidden.shape[:2]
@@ -324,16 +338,27 @@ def lean_grpo_loss(
                          f"must be [B, T] = {tuple(bt)}")
     keep = _rows(sampled_ids, response_mask)
     h, ids = hidden[keep], sampled_ids[keep].long()  # [N, H], [N]
-    rows, lse = _chunked_logprobs(h.detach(), head.detach(), ids, chunk_tokens)  # [N]
+    rows, lse = _chunked_logprobs(h.detach(), head.detach(), ids, chunk_tokens, temperature)  # [N]
     logp = torch.zeros(bt, dtype=torch.float32, device=hidden.device).masked_scatter(keep, rows)  # [B, T]
     leaf = logp.requires_grad_()
     old = logp.detach() if old_logprobs is None else old_logprobs
     with torch.enable_grad():
+        weights = None if rollout_logprobs is None else rollout_is_weights(logp, rollout_logprobs, rollout_is_clip)
         loss, stats = grpo_loss(leaf, old, advantages, response_mask, clip_eps=clip_eps,
-                                ref_logprobs=ref_logprobs, kl_coef=kl_coef)
+                                ref_logprobs=ref_logprobs, kl_coef=kl_coef, token_weights=weights)
     want_grad = torch.is_grad_enabled() and (hidden.requires_grad or head.requires_grad)
     if not want_grad:
         return loss.detach(), stats
     (g,) = torch.autograd.grad(loss, leaf)  # [B, T]
-    grad_h, grad_w = _logprob_backward(h.detach(), head.detach(), ids, lse, g[keep], chunk_tokens)
+    grad_h, grad_w = _logprob_backward(h.detach(), head.detach(), ids, lse, g[keep], chunk_tokens,
+                                       temperature=temperature)
     return loss.detach() + _StoredGradient.apply(h, head, grad_h, grad_w), stats
+
+
+def rollout_is_weights(logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, clip: float | None = 2.0) -> torch.Tensor:
+    """Token-level truncated importance weight of rollout correction (SDPO reference, ``rollout_is:
+    token``): w_t = min(π_θ(y_t) / π_rollout(y_t), clip), stop-gradient, ``[B, T]``. log-ratios are
+    bounded to ±20 before exp, as in ``sdpo_loss``."""
+    with torch.no_grad():
+        ratio = (logprobs.float() - rollout_logprobs.float()).clamp(-_LOG_RATIO_BOUND, _LOG_RATIO_BOUND).exp()
+        return ratio if clip is None else ratio.clamp(max=clip)

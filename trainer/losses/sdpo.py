@@ -116,6 +116,7 @@ def sdpo_loss(
     old_logprobs: torch.Tensor | None = None,
     sample_weights: torch.Tensor | None = None,
     is_clip: float | None = 2.0,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """SDPO loss Σ m_i·mask·w_t·D_α / Σ m_i·mask (module docstring; arXiv 2601.20802).
 
@@ -129,6 +130,8 @@ def sdpo_loss(
         old_logprobs: ``[B, T]`` log p_old(y_t) of the rollout policy, or None (then w_t = 1).
         sample_weights: ``[B]`` m_i, default all ones.
         is_clip: upper clip of the importance weight; None leaves it unclipped.
+        temperature: both models' logits are divided by it before the log-softmax (the sampling
+            temperature, as SDPO's reference does), so p_s is the distribution sampled from.
 
     Log-softmax runs in float32 whatever the input dtype. When Σ m_i·mask = 0 the loss is 0 and
     still attached to the student's graph (its gradient is zero, never NaN).
@@ -152,8 +155,10 @@ def sdpo_loss(
     if old_logprobs is not None and old_logprobs.shape != bt:
         raise ValueError(f"old_logprobs must be [B, T] = {tuple(bt)}, got {tuple(old_logprobs.shape)}")
 
-    s_full = F.log_softmax(student_logits.float(), dim=-1)  # [B, T, V]
-    t_full = F.log_softmax(teacher_logits.detach().float(), dim=-1)  # [B, T, V]
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    s_full = F.log_softmax(student_logits.float() / temperature, dim=-1)  # [B, T, V]
+    t_full = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)  # [B, T, V]
     ids = sampled_ids.long().unsqueeze(-1)  # [B, T, 1]
     s_tok = s_full.gather(-1, ids).squeeze(-1)  # [B, T]  log p_s(y_t)
     t_tok = t_full.gather(-1, ids).squeeze(-1)  # [B, T]  log p_T(y_t)
