@@ -71,6 +71,17 @@ def build_models(config: TrainConfig, ds_cfg: dict):
     return tokenizer, student, teacher, reference
 
 
+def build_rollout_engine(config: TrainConfig, tokenizer):
+    """The colocated vLLM engine for ``rollout.engine: vllm`` (on this rank's device), else None."""
+    if config.rollout.engine != "vllm":
+        return None
+    from trainer.vllm_engine import VLLMEngine
+
+    return VLLMEngine(config.model.name_or_path, dtype=config.model.dtype, seed=config.run.seed,
+                      max_model_len=config.rollout.max_model_len, max_num_seqs=config.sampling.generation_batch_size,
+                      gpu_memory_utilization=config.rollout.gpu_memory_utilization, tokenizer=tokenizer)
+
+
 def open_memory(config: TrainConfig, run_dir: Path):
     """(bank, retriever) for PMD runs, (None, None) otherwise. Frozen memory is read-only."""
     if not config.uses_memory:

@@ -79,6 +79,21 @@ class SamplingConfig:
 
 
 @dataclass
+class RolloutConfig:
+    """Which engine generates rollouts, the policy's reflections and validation answers."""
+
+    engine: Literal["hf", "vllm"] = "hf"   # vllm: colocated, weights synced after every optimizer step
+    gpu_memory_utilization: float = 0.5    # vllm on CUDA: the engine's share of the device
+    max_model_len: int | None = None       # vllm: longest prompt + completion (None: the model's own)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"rollout.gpu_memory_utilization must be within (0, 1], got {self.gpu_memory_utilization}")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError(f"rollout.max_model_len must be at least 1 or null, got {self.max_model_len}")
+
+
+@dataclass
 class ReflectionConfig:
     source: Literal["policy", "model", "endpoint"] = "policy"
     model: str | None = None          # a local model (source: model) or the endpoint's model name
@@ -225,6 +240,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)

@@ -1,7 +1,8 @@
 """The training loop: policy-memory co-evolution, read top to bottom (DESIGN.md convention 3).
 
 Each step: rollout -> verify -> experience memory -> reflection -> behaviors (every K steps) ->
-teacher context -> loss -> optimizer step -> EMA teacher update -> metrics -> checkpoint.
+teacher context -> loss -> optimizer step -> EMA teacher update -> weight sync into the rollout
+engine (vLLM) -> metrics -> checkpoint.
 GRPO skips memory and teacher; SDPO keeps only the in-batch teacher context; the ablations are
 configuration (see ``trainer.config``). Memory work happens once, on rank 0, and the teacher
 contexts it produces are broadcast to every rank.
@@ -75,16 +76,20 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
     if resume:  # the bank snapshot and metrics go back first, then the engines' state
         start_step = components.restore_files(config, run_dir)
         components.restore_engines(config, run_dir, student, teacher)
+    # The generator of rollouts, policy reflections and validation answers: the student itself
+    # (HF generate) or a colocated vLLM engine holding a copy of its weights, synced every step.
+    engine = components.build_rollout_engine(config, tokenizer)
+    generator = engine if engine is not None else policy
     # Rank 0 alone loads the embedder (and a reflector model): keep ZeRO-3 from partitioning them,
     # which would wait forever on ranks that never load them.
-    # Under ZeRO-3 over several processes every forward is a collective: all ranks generate in
+    # Under ZeRO-3 over several processes every HF forward is a collective: all ranks generate in
     # lockstep (synced_gpus), including the policy's reflections that rank 0 asks for.
-    lockstep = is_zero3(policy) and dist.world_size > 1
-    generation = (lambda: nullcontext()) if lockstep else (lambda: gather_for_generation(student))
+    lockstep = engine is None and is_zero3(policy) and dist.world_size > 1
+    generation = (lambda: nullcontext()) if lockstep or engine is not None else (lambda: gather_for_generation(student))
     policy_reflects = config.uses_memory and config.memory.mode != "frozen" and config.reflection.source == "policy"
     with zero3_loading_disabled():
         bank, retriever = components.open_memory(config, run_dir) if main else (None, None)
-        reflector = components.build_reflector(config, policy, tokenizer, collective=lockstep) \
+        reflector = components.build_reflector(config, generator, tokenizer, collective=lockstep) \
             if main and config.uses_memory else None
     mirror = PolicyReflector(policy, tokenizer, temperature=config.reflection.temperature, seed=config.run.seed,
                              synced_gpus=True) if lockstep and policy_reflects and not main else None
@@ -106,9 +111,10 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
         # 1. Rollout: J samples per question from the memory-free student.
         with timer("rollout"), generation():
             prompts = [chat_ids(tokenizer, item.messages())[-config.data.max_prompt_tokens:] for item in mine]
-            groups = generate_rollouts(policy, tokenizer, prompts, config.data.samples_per_question, sampling,
+            groups = generate_rollouts(generator, tokenizer, prompts, config.data.samples_per_question, sampling,
                                        seed=config.run.seed * 1_000_003 + step * 101 + dist.rank, synced_gpus=lockstep)
-        samples = [Sample(item.question_id, g, prompt, list(r.response_ids), r.text)
+        samples = [Sample(item.question_id, g, prompt, list(r.response_ids), r.text,
+                          rollout_logprobs=None if r.logprobs is None else list(r.logprobs))
                    for g, (item, prompt, group) in enumerate(zip(mine, prompts, groups)) for r in group]
 
         # 2. Verify: the task's own scorer gives reward and feedback.
@@ -152,6 +158,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
         advantages = group_advantages(torch.tensor([s.reward for s in samples]), config.data.samples_per_question) \
             if config.algorithm == "grpo" else None
         with timer("loss"):
+            if engine is not None:
+                engine.sleep()  # CUDA: the engine's memory goes back to the trainer until the next generation
             denominator = step_denominator(samples, config.algorithm, dist.world_size)
             lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
             for chunk_ids in rank_micro_batches(lengths, config.loss.micro_batch_size,
@@ -161,12 +169,17 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
                         student, teacher, reference, [samples[i] for i in chunk_ids],
                         None if advantages is None else advantages[chunk_ids], algorithm=config.algorithm,
                         loss=config.loss, pad_id=tokenizer.pad_token_id, denominator=denominator,
-                        world_size=dist.world_size, update=not config.policy.frozen))  # forward + backward
+                        world_size=dist.world_size, update=not config.policy.frozen,
+                        temperature=config.sampling.temperature))  # forward + backward
             if not config.policy.frozen:
                 student.step()
         with timer("ema"):
             if config.uses_teacher and config.teacher.update == "ema" and not config.policy.frozen:
                 ema_update(components.unwrap(teacher), policy, config.teacher.ema_rate)
+
+        with timer("weight_sync"):  # the next rollouts come from the updated policy
+            if engine is not None and not config.policy.frozen:
+                engine.sync_weights(student)
 
         with timer("memory"):
             if main and bank is not None and config.memory.mode == "transient":
@@ -176,7 +189,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
         last = components.step_metrics(everyone, loss_stats, memory_stats, bank)
         if config.logging.validate_every and (step + 1) % config.logging.validate_every == 0:
             with timer("validation"), generation():
-                last.update(components.validate(policy, tokenizer, task, test_items, config, sampling, dist, lockstep))
+                last.update(components.validate(generator, tokenizer, task, test_items, config, sampling, dist, lockstep))
         last.update(timer.as_metrics())
         if main:
             metrics.write(step + 1, last)
@@ -190,6 +203,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
         metrics.close()
         if bank is not None:
             bank.close()
+    if engine is not None:
+        engine.close()
     shutdown_distributed()
     return last
 

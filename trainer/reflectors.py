@@ -91,7 +91,9 @@ class PolicyReflector:
         try:
             prompts = [self._prompt(conv) for conv in conversations]
             # Dropout off while writing memory; the caller's train/eval mode is restored below.
-            self.model.eval()
+            # (A rollout engine such as vLLM is no module and has no mode.)
+            if isinstance(self.model, torch.nn.Module):
+                self.model.eval()
             with torch.random.fork_rng(devices=cuda_devices):
                 samples = sample_responses(self.model, self.tokenizer, prompts, 1, sampling, seed=seed,
                                            synced_gpus=self.synced_gpus)

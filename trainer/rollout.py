@@ -37,6 +37,9 @@ class Rollout:
 
     response_ids: tuple[int, ...]
     text: str
+    # log π_rollout(y_t) of each response token under the distribution sampled from, when the
+    # engine reports it (vLLM); None from the HF engine, whose policy is the trainer's own.
+    logprobs: tuple[float, ...] | None = None
 
 
 def _trim(ids: list[int], stop_ids: set[int], pad_id: int | None) -> list[int]:
@@ -61,6 +64,8 @@ def generate_rollouts(
     repeated ``num_samples`` times inside the batch rather than using ``num_return_sequences`` so the
     batch size bounds memory exactly.
     """
+    if hasattr(model, "generate_rollouts"):  # another rollout engine (trainer.vllm_engine.VLLMEngine)
+        return model.generate_rollouts(prompt_ids, num_samples, sampling, seed=seed, synced_gpus=synced_gpus)
     torch.manual_seed(seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stop_ids = {tokenizer.eos_token_id}

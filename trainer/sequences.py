@@ -29,6 +29,7 @@ class Sample:
     feedback: str = ""
     teacher_prompt_ids: list[int] | None = None
     has_signal: bool = True
+    rollout_logprobs: list[float] | None = None   # log π_rollout(y_t) from the engine (vLLM), else None
 
 
 @dataclass
