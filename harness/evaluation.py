@@ -188,6 +188,9 @@ def build_backend(settings: EvalSettings, model: ResolvedModel):
 
     args = {"pretrained": model.path, **settings.model_args}
     if settings.backend == "vllm":
+        from harness.vllm_compat import load_lm_eval_vllm
+
+        load_lm_eval_vllm()
         args.setdefault("seed", settings.seed)
     else:  # lm-eval's HFLM defaults to cuda even on a machine without one
         args.setdefault("device", settings.device or default_device())

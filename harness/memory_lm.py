@@ -121,6 +121,10 @@ class MemoryAugmentedLM(LM):
             import lm_eval.models  # noqa: F401  (registers lm-eval's own models: hf, vllm, ...)
 
             backend_args = {key: value for key, value in backend_args.items() if value is not None}
+            if backend == "vllm":
+                from harness.vllm_compat import load_lm_eval_vllm
+
+                load_lm_eval_vllm()
             inner = get_model(backend).create_from_arg_obj(backend_args)
         self._inner = inner
         self.memory_log = Path(memory_log) if memory_log else None

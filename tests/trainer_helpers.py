@@ -41,7 +41,9 @@ def train_command(overrides: list[str], config: Path = DEMO_CONFIG, resume: bool
 
 def run_training(overrides: list[str], config: Path = DEMO_CONFIG, resume: bool = False, launcher=None,
                  timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # A process group started in the test process (its MASTER_PORT etc.) must not leak into the run.
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run(train_command(overrides, config, resume, launcher), cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
