@@ -148,3 +148,13 @@ def test_plan_formulas_match_cpu_measurements_for_qwen3_1_7b_widths():
         checks.append((f"loss (chunk {chunk})", got["bytes"], loss_bytes(shape, 512, 2, chunk_tokens=chunk)))
     for name, measured, plan in checks:
         assert abs(plan - measured) <= 0.25 * measured, f"{name}: plan {plan / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB"
+
+
+def test_vllm_engine_takes_its_share_of_the_device_for_generation_only():
+    hf = memory_plan(_config(PMD_8B))
+    engine = memory_plan(_config(PMD_8B, "rollout.engine=vllm", "rollout.gpu_memory_utilization=0.4"))
+    names = {c.name for c in engine.components}
+    assert "vLLM engine" in names and "KV cache" not in names and "generation weights" not in names
+    assert _gib(engine, "vLLM engine") == pytest.approx(0.4 * engine.device_gib)
+    assert engine.phases["persistent"] == pytest.approx(hf.phases["persistent"])
+    assert engine.phases["generation"] == pytest.approx(0.4 * engine.device_gib)

@@ -161,7 +161,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
             if engine is not None:
                 engine.sleep()  # CUDA: the engine's memory goes back to the trainer until the next generation
             denominator = step_denominator(samples, config.algorithm, dist.world_size)
-            lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
+            # A micro batch's cost is its longest sequence, the student's or the teacher's (whose
+            # prompt carries the context): both forwards must fit the token budget.
+            lengths = [max(len(s.prompt_ids), len(s.teacher_prompt_ids or ())) + len(s.response_ids) for s in samples]
             for chunk_ids in rank_micro_batches(lengths, config.loss.micro_batch_size,
                                                 config.loss.max_tokens_per_micro_batch, dist.world_size):
                 with torch.set_grad_enabled(not config.policy.frozen):

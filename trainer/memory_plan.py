@@ -262,7 +262,9 @@ def micro_batch_tokens(config: TrainConfig) -> int:
     return config.loss.micro_batch_size * longest if budget is None else max(budget, longest)
 
 
-def _components(config: TrainConfig, shape: ModelShape, gpus: int) -> tuple[list[Component], dict]:
+def _components(config: TrainConfig, shape: ModelShape, gpus: int,
+                device_gib: float | None = None) -> tuple[list[Component], dict]:
+    device_gib = config.hardware.gpu_memory_gib if device_gib is None else device_gib
     ds, data, loss = config.deepspeed, config.data, config.loss
     b = DTYPE_BYTES[config.model.dtype]
     h, i, _, _, v = _dims(shape)
@@ -315,7 +317,11 @@ def _components(config: TrainConfig, shape: ModelShape, gpus: int) -> tuple[list
     if config.uses_teacher or reference:
         if config.uses_teacher:
             t_width = config.teacher.context_budget_tokens + data.max_response_tokens
-            t_tokens = min(loss.micro_batch_size * t_width, loss.micro_batch_size * config.teacher.context_budget_tokens + tokens)
+            if loss.max_tokens_per_micro_batch:  # trainer.loop packs by the longer of student and teacher
+                t_tokens = max(loss.max_tokens_per_micro_batch, t_width)
+            else:
+                t_tokens = min(loss.micro_batch_size * t_width,
+                               loss.micro_batch_size * config.teacher.context_budget_tokens + tokens)
             forward_note = f"{t_tokens} teacher tokens (context up to {config.teacher.context_budget_tokens})"
         else:
             t_width, t_tokens = longest, tokens
@@ -331,13 +337,20 @@ def _components(config: TrainConfig, shape: ModelShape, gpus: int) -> tuple[list
 
     # -- generation
     gen = config.sampling.generation_batch_size
-    if stage == 3:
-        add("generation weights", "generation", psi * b, "ZeRO-3: the full model gathered for generate()")
-    add("KV cache", "generation", kv_cache_bytes(shape, gen, longest, b),
-        f"{gen} sequences x {longest} tokens")
-    prefill = activation_bytes(shape, gen * data.max_prompt_tokens, b, checkpointing=False,
-                               width=data.max_prompt_tokens, grad=False)
-    add("generation working", "generation", prefill + gen * v * 24, "prefill of one layer, mask, sampling buffers")
+    if config.rollout.engine == "vllm":
+        # vLLM takes a fixed share of the device (its weights + KV cache pool) and, in sleep mode,
+        # gives it back while the loss runs: a generation-phase cost only.
+        add("vLLM engine", "generation", config.rollout.gpu_memory_utilization * device_gib * GIB,
+            f"rollout.gpu_memory_utilization {config.rollout.gpu_memory_utilization} of the device, "
+            "released in sleep mode during the loss")
+    else:
+        if stage == 3:
+            add("generation weights", "generation", psi * b, "ZeRO-3: the full model gathered for generate()")
+        add("KV cache", "generation", kv_cache_bytes(shape, gen, longest, b),
+            f"{gen} sequences x {longest} tokens")
+        prefill = activation_bytes(shape, gen * data.max_prompt_tokens, b, checkpointing=False,
+                                   width=data.max_prompt_tokens, grad=False)
+        add("generation working", "generation", prefill + gen * v * 24, "prefill of one layer, mask, sampling buffers")
 
     # -- optimizer step
     if train:
@@ -402,7 +415,7 @@ def _generation_batch(config: TrainConfig, shape: ModelShape, gpus: int, device:
     while size > 1:
         size //= 2
         trial = _changed(config, {"sampling.generation_batch_size": size})
-        phases, peak, limiting = _total(_components(trial, shape, gpus)[0])
+        phases, peak, limiting = _total(_components(trial, shape, gpus, device)[0])
         if peak <= device or limiting != "generation":
             return size
     return config.sampling.generation_batch_size
@@ -478,7 +491,7 @@ def memory_plan(config: TrainConfig, shape: ModelShape | None = None, *, gpus: i
         raise ConfigError("deepspeed.offload_params needs deepspeed.zero_stage=3")
     if config.deepspeed.offload_optimizer and config.deepspeed.zero_stage == 0:
         raise ConfigError("deepspeed.offload_optimizer needs deepspeed.zero_stage 1, 2 or 3")
-    comps, settings = _components(config, shape, gpus)
+    comps, settings = _components(config, shape, gpus, device)
     phases, peak, limiting = _total(comps)
     fits = peak <= device
     return MemoryPlan(

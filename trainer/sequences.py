@@ -84,8 +84,10 @@ def response_logits(model, prefixes: Sequence[Sequence[int]], responses: Sequenc
     response ids, 0-padded) and ``mask`` ``[B, T]`` (1 on real response tokens).
     """
     batch = _batch(prefixes, responses, pad_id, next(model.parameters()).device)
+    # use_cache=False: a scoring forward must not build a KV cache (a no-gradient teacher forward
+    # would otherwise keep one for the whole micro batch).
     kept = model(input_ids=batch.input_ids, attention_mask=batch.attention, position_ids=batch.position_ids,
-                 logits_to_keep=batch.keep).logits  # [B, T+1, V]
+                 logits_to_keep=batch.keep, use_cache=False).logits  # [B, T+1, V]
     return _at_response(kept, batch.positions).float(), batch.targets, batch.mask
 
 
@@ -108,7 +110,7 @@ def response_hidden(model, prefixes: Sequence[Sequence[int]], responses: Sequenc
     handle = _unwrap(model).get_decoder().register_forward_hook(take)
     try:
         model(input_ids=batch.input_ids, attention_mask=batch.attention, position_ids=batch.position_ids,
-              logits_to_keep=torch.zeros(0, dtype=torch.long, device=batch.input_ids.device))
+              logits_to_keep=torch.zeros(0, dtype=torch.long, device=batch.input_ids.device), use_cache=False)
     finally:
         handle.remove()
     kept = captured[-1][:, -batch.keep:]  # [B, T+1, H]
