@@ -111,8 +111,10 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
         # 1. Rollout: J samples per question from the memory-free student.
         with timer("rollout"), generation():
             prompts = [chat_ids(tokenizer, item.messages())[-config.data.max_prompt_tokens:] for item in mine]
+            # One seed per question of the step (not per process): the same samples on 1 or N processes.
+            seeds = [config.run.seed * 1_000_003 + step * 101 + dist.rank + j * dist.world_size for j in range(len(mine))]
             groups = generate_rollouts(generator, tokenizer, prompts, config.data.samples_per_question, sampling,
-                                       seed=config.run.seed * 1_000_003 + step * 101 + dist.rank, synced_gpus=lockstep)
+                                       seed=seeds[0], synced_gpus=lockstep, prompt_seeds=seeds)
         samples = [Sample(item.question_id, g, prompt, list(r.response_ids), r.text,
                           rollout_logprobs=None if r.logprobs is None else list(r.logprobs))
                    for g, (item, prompt, group) in enumerate(zip(mine, prompts, groups)) for r in group]

@@ -52,9 +52,15 @@ def _trim(ids: list[int], stop_ids: set[int], pad_id: int | None) -> list[int]:
 @torch.no_grad()
 def generate_rollouts(
     model, tokenizer, prompt_ids: Sequence[Sequence[int]], num_samples: int, sampling: SamplingConfig,
-    seed: int = 0, synced_gpus: bool = False,
+    seed: int = 0, synced_gpus: bool = False, prompt_seeds: Sequence[int] | None = None,
 ) -> list[list[Rollout]]:
     """``num_samples`` sampled completions for each tokenized prompt.
+
+    Seeding: each generation batch starts from ``torch.manual_seed``: ``seed``, or with
+    ``prompt_seeds`` (one per prompt) the seed of the batch's first prompt. Seeds that follow the
+    question rather than the process make a question's samples the same on 1 or N processes when
+    a batch holds one question's samples (``batch_size == num_samples``; a vLLM engine seeds every
+    prompt on its own, whatever the batch).
 
     ``synced_gpus`` keeps ranks in lockstep until all have finished: required when ZeRO-3
     partitions the weights across processes (every forward is a collective); otherwise each
@@ -64,8 +70,11 @@ def generate_rollouts(
     repeated ``num_samples`` times inside the batch rather than using ``num_return_sequences`` so the
     batch size bounds memory exactly.
     """
+    if prompt_seeds is not None and len(prompt_seeds) != len(prompt_ids):
+        raise ValueError(f"{len(prompt_seeds)} prompt seeds for {len(prompt_ids)} prompts")
     if hasattr(model, "generate_rollouts"):  # another rollout engine (trainer.vllm_engine.VLLMEngine)
-        return model.generate_rollouts(prompt_ids, num_samples, sampling, seed=seed, synced_gpus=synced_gpus)
+        return model.generate_rollouts(prompt_ids, num_samples, sampling, seed=seed, synced_gpus=synced_gpus,
+                                       prompt_seeds=prompt_seeds)
     torch.manual_seed(seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stop_ids = {tokenizer.eos_token_id}
@@ -76,6 +85,8 @@ def generate_rollouts(
     rollouts: list[Rollout] = []
     with _eval_mode(model):  # a training-mode model with activation checkpointing would drop the KV cache
         for start in range(0, len(flat), sampling.batch_size):
+            if prompt_seeds is not None:
+                torch.manual_seed(prompt_seeds[start // num_samples])
             rollouts.extend(_generate_batch(model, tokenizer, flat[start:start + sampling.batch_size], sampling,
                                             pad_id, stop_ids, synced_gpus))
     return [rollouts[i * num_samples:(i + 1) * num_samples] for i in range(len(prompt_ids))]

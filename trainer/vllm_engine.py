@@ -69,18 +69,21 @@ class VLLMEngine:
 
     # ------------------------------------------------------------- generation
     def generate_rollouts(self, prompt_ids: Sequence[Sequence[int]], num_samples: int, sampling: SamplingConfig,
-                          seed: int = 0, synced_gpus: bool = False) -> list[list[Rollout]]:
+                          seed: int = 0, synced_gpus: bool = False,
+                          prompt_seeds: Sequence[int] | None = None) -> list[list[Rollout]]:
         """``num_samples`` completions per tokenized prompt, with their sampled-token log-probs.
 
-        Each prompt is one request with ``n = num_samples`` and its own seed (``seed`` + its index),
-        so a question's samples do not depend on which other questions share the batch.
+        Each prompt is one request with ``n = num_samples`` and its own seed (``prompt_seeds[i]``, or
+        ``seed`` + its index), so a question's samples do not depend on which other questions
+        share the batch.
         ``synced_gpus`` is accepted for the HF engine's signature; vLLM does not need it.
         """
         from vllm import SamplingParams
 
         self.wake_up()
         params = [SamplingParams(n=num_samples, temperature=sampling.temperature, top_p=sampling.top_p, top_k=-1,
-                                 max_tokens=sampling.max_new_tokens, logprobs=0, seed=seed + i,
+                                 max_tokens=sampling.max_new_tokens, logprobs=0,
+                                 seed=prompt_seeds[i] if prompt_seeds is not None else seed + i,
                                  stop_token_ids=self.stop_ids, skip_special_tokens=True)
                   for i in range(len(prompt_ids))]
         outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompt_ids], params, use_tqdm=False)
