@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError, reports_user_errors
+from pmd.errors import UserError, reports_user_errors
 from .eval_report import results_table, scaling_table
 from .evaluation import EvalSettings
 

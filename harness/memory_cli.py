@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .errors import reports_user_errors
+from pmd.errors import reports_user_errors
 from .tables import print_json, print_kv, print_table
 
 LEVEL_CHOICE = click.Choice(["experience", "insight", "behavior"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .errors import reports_user_errors
+from pmd.errors import reports_user_errors
 
 
 @click.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from .atomic_files import write_atomically
-from .errors import reports_user_errors
+from pmd.errors import reports_user_errors
 
 
 def read_responses(path: Path, known_ids) -> tuple[list[tuple[int, str, str]], list[str]]:

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from harness.errors import reports_user_errors
+from pmd.errors import reports_user_errors
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,4 +1,5 @@
-"""Turning user errors into one clean line and a non-zero exit code.
+"""Turning user errors into one clean line and a non-zero exit code, for every entry point
+(``pmd-train``, ``pmd-harness``): it lives below ``trainer`` and ``harness`` so both use it.
 
 Library code raises its own exceptions (``BankError``, ``ConfigError``, ...); the command line
 catches the user-fixable ones here and prints ``error: <message>`` with no traceback. Anything
