@@ -162,7 +162,9 @@ class LossConfig:
     max_tokens_per_micro_batch: int | None = None
     # The LM head runs on this many response positions at a time inside the memory-lean loss, so no
     # [B, T, V] logits tensor ever exists; 0 uses the readable reference losses on full logits.
-    logits_chunk_tokens: int = 1024
+    # 256: about four float32 [256, V] buffers (0.6 GiB at V = 151,936) and no slower than larger
+    # chunks (results/benchmarks/loss_memory.md).
+    logits_chunk_tokens: int = 256
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:

@@ -159,7 +159,8 @@ def loss_bytes(shape: ModelShape, rows: int, b: int, *, chunk_tokens: int, grad:
         chunk = min(chunk_tokens, max(rows, 1))
         if not grad:
             return (LEAN_CV_BUFFERS - 1) * 4 * chunk * v + rows * (2 * h * b + 20)
-        return max(v * h * b + LEAN_CV_BUFFERS * 4 * chunk * v, 2 * v * h * b) + rows * (3 * h * b + 20)
+        # the head gradient (formed in the forward, scaled in place in the backward) + the chunk buffers
+        return v * h * b + LEAN_CV_BUFFERS * 4 * chunk * v + rows * (3 * h * b + 20)
     if algorithm == "grpo":  # student logits (dtype + fp32), log-softmax and its gradients; ref logits
         per = (16 + b) * v + (8 * v if reference_model else 0)
         return rows * per + (v * h * b if grad else 0)

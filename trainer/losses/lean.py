@@ -73,12 +73,15 @@ class _StoredGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out.to(grad_h.dtype), (grad_w * grad_out).to(ctx.weight_dtype), None, None
+        # In place: a second [V, H] buffer here would double the loss's peak (the Function runs once).
+        return grad_h.mul_(grad_out.to(grad_h.dtype)), grad_w.mul_(grad_out.to(grad_w.dtype)), None, None
 
 
 def _log_softmax_(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """float32 log-softmax of logits / temperature over the last dim, in one buffer: ``[C, V]``."""
+    """float32 log-softmax of logits / temperature over the last dim, in one buffer: ``[C, V]``.
+    Takes ownership of ``logits`` (the caller passes a temporary)."""
     out = logits.float()  # a copy when logits are bf16; float32 logits are taken over (in place)
+    del logits  # the bf16 logits can go before the float32 work
     if temperature != 1.0:
         out.div_(temperature)
     return out.sub_(torch.logsumexp(out, dim=-1, keepdim=True))
