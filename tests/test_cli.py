@@ -134,3 +134,16 @@ def test_console_scripts_are_installed_and_exit_non_zero_without_traceback(tmp_p
     train = subprocess.run([str(__import__("pathlib").Path(exe).parent / "pmd-train"), "--set", "optim.lr=-1", "--dry-run"],
                            capture_output=True, text=True)
     assert train.returncode == 2 and "optim.lr must be positive" in train.stderr and "Traceback" not in train.stderr
+
+
+def test_vllm_engine_without_vllm_is_a_one_line_error(tmp_path):
+    """In an environment without vLLM, rollout.engine=vllm stops with one clear line."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    from trainer.vllm_engine import VLLMEngine
+    from pmd.config import ConfigError
+
+    with pytest.raises(ConfigError, match="rollout.engine 'vllm' needs vLLM"):
+        VLLMEngine(str(tmp_path))

