@@ -87,6 +87,14 @@ def test_rollouts_from_the_engine(engine, tokenizer, models):
     assert [[r.response_ids for r in g] for g in again] == [[r.response_ids for r in g] for g in groups]
 
 
+def test_many_long_seeded_prompts_in_one_call(engine):
+    """More prompt tokens than one scheduler step holds, every request seeded (vLLM's CPU build
+    crashed on this with chunked prefill)."""
+    prompts = [[5 + i % 50] * 240 for i in range(64)]  # 15,360 prompt tokens
+    groups = engine.generate_rollouts(prompts, 1, SamplingConfig(max_new_tokens=4), seed=0)
+    assert len(groups) == 64 and all(len(g) == 1 and g[0].response_ids for g in groups)
+
+
 def test_weights_sync_after_a_training_step(engine, tokenizer, models):
     config = E.ds_config(zero_stage=0, micro_batch_size=8, lr=5e-2, caller_owns_accumulation=True)
     student = E.build_engine(E.load_model(models["tiny"], config), config)

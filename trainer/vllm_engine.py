@@ -61,6 +61,11 @@ class VLLMEngine:
                       max_num_seqs=max_num_seqs, logprobs_mode="processed_logprobs", enforce_eager=not cuda)
         if cuda:
             kwargs.update(gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=self.sleep_mode)
+        else:
+            # The CPU build cannot rewind a seeded request's generator, which a prefill split over
+            # scheduler steps needs ("CPU Generator does not use offset" once a step's prompts pass
+            # its token budget): prefill every request whole.
+            kwargs.update(enable_chunked_prefill=False)
         started = time.perf_counter()
         self.llm = LLM(**kwargs)
         self.load_seconds = time.perf_counter() - started
