@@ -120,7 +120,7 @@ def test_weights_sync_after_a_training_step(engine, tokenizer, models):
     seconds = engine.sync_weights(student)
     assert seconds > 0 and max_gap(engine.token_logprobs(prompt, response), trained) < LOGPROB_TOL
 
-    # A rollout policy far from the trainer's: every token's weight is clipped at loss.is_clip.
+    # A rollout policy far from the trainer's: every token's weight is clipped at loss.rollout_is_clip.
     for sample in samples:
         sample.rollout_logprobs = [lp - 3.0 for lp in sample.rollout_logprobs]
     clipped = train_micro_batch(student, teacher, None, samples, None, algorithm="sdpo", loss=loss, pad_id=0,

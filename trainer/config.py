@@ -152,7 +152,9 @@ class TeacherConfig:
 class LossConfig:
     alpha: float = 0.5                 # 0 forward KL, 1 reverse KL, else generalized JSD
     top_k: int | None = 100            # distill on the student's top-K tokens + a tail bucket
-    is_clip: float = 2.0               # importance-weight clip
+    # Rollout correction: each token's term is weighted by min(π_θ(y_t) / π_rollout(y_t), this),
+    # stop-gradient (SDPO reference: rollout_is: token, threshold 2.0), for SDPO/PMD and GRPO.
+    rollout_is_clip: float = 2.0
     clip_eps: float = 0.2              # GRPO
     kl_coef: float = 0.0               # GRPO: KL to the initial policy (0: no reference model)
     micro_batch_size: int = 4          # sequences per forward/backward (at most)

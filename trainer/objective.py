@@ -56,7 +56,7 @@ def train_micro_batch(
     optional (GRPO's KL). Stats carry ``loss``: the micro batch's own mean, as the reference
     functions define it, for logging. ``temperature``: the sampling temperature, dividing the
     logits of every model in the loss. Samples carrying ``rollout_logprobs`` (another engine
-    sampled them) get the truncated importance weight min(π_θ/π_rollout, ``loss.is_clip``).
+    sampled them) get the truncated importance weight min(π_θ/π_rollout, ``loss.rollout_is_clip``).
 
     Lean loss: the models run to their final hidden states first; then the student's LM-head
     weight is taken whole (``head_weight``: gathered under ZeRO-3) for the loss AND the backward,
@@ -118,14 +118,14 @@ def _lean_loss(forward: dict, head: torch.Tensor, student, teacher, advantages, 
         own, stats = lean_grpo_loss(hidden, head, targets, mask, advantages.to(hidden.device), clip_eps=loss.clip_eps,
                                     ref_logprobs=forward["ref_logp"], kl_coef=loss.kl_coef,
                                     chunk_tokens=loss.logits_chunk_tokens, temperature=temperature,
-                                    rollout_logprobs=forward["rollout_logp"], rollout_is_clip=loss.is_clip)
+                                    rollout_logprobs=forward["rollout_logp"], rollout_is_clip=loss.rollout_is_clip)
         sequences = float((mask.sum(dim=1) > 0).sum())
         return own * (sequences / share), {"loss": float(own.detach()), **stats}
     # The teacher's head is needed in the forward only: released before the backward.
     with nullcontext(head) if teacher is student else head_weight(teacher) as teacher_head:
         scaled, stats = lean_sdpo_loss(hidden, head, forward["teacher_hidden"], teacher_head, targets, mask,
                                        alpha=loss.alpha, top_k=loss.top_k, sample_weights=forward["weights"],
-                                       old_logprobs=forward["rollout_logp"], is_clip=loss.is_clip,
+                                       old_logprobs=forward["rollout_logp"], is_clip=loss.rollout_is_clip,
                                        chunk_tokens=loss.logits_chunk_tokens, normalizer=share, temperature=temperature)
     own_mean = float(scaled.detach()) * share / max(stats["active_tokens"], 1.0)
     return scaled, {"loss": own_mean, **stats}
@@ -141,7 +141,7 @@ def _reference_loss(student, teacher, reference, chunk, advantages, algorithm: s
         ref_logp = None if reference is None else \
             _reference_logprobs(reference, prompts, responses, pad_id, targets, mask, loss, temperature)
         logp = token_logprobs(logits, targets, temperature)
-        weights = None if rollout_logp is None else rollout_is_weights(logp, rollout_logp, loss.is_clip)
+        weights = None if rollout_logp is None else rollout_is_weights(logp, rollout_logp, loss.rollout_is_clip)
         own, stats = grpo_loss(logp, logp.detach(), advantages.to(logp.device), mask, clip_eps=loss.clip_eps,
                                ref_logprobs=ref_logp, kl_coef=loss.kl_coef, token_weights=weights)
         sequences = float((mask.sum(dim=1) > 0).sum())
@@ -151,7 +151,7 @@ def _reference_loss(student, teacher, reference, chunk, advantages, algorithm: s
                                                responses, pad_id)
     weights = torch.tensor([float(s.has_signal) for s in chunk], device=logits.device)
     own, stats = sdpo_loss(logits, teacher_logits, targets, mask, alpha=loss.alpha, top_k=loss.top_k,
-                           old_logprobs=rollout_logp, sample_weights=weights, is_clip=loss.is_clip,
+                           old_logprobs=rollout_logp, sample_weights=weights, is_clip=loss.rollout_is_clip,
                            temperature=temperature)
     return own * (stats["active_tokens"] / share), {"loss": float(own.detach()), **stats}
 

@@ -19,7 +19,7 @@ def describe_plan(config: TrainConfig) -> str:
     if config.algorithm == "grpo":
         lines.append(f"#   loss: GRPO clipped surrogate (eps {config.loss.clip_eps}), KL coef {config.loss.kl_coef}; no memory, no teacher")
     else:
-        lines.append(f"#   loss: SDPO alpha={config.loss.alpha}, top-K {config.loss.top_k} + tail, IS clip {config.loss.is_clip}; "
+        lines.append(f"#   loss: SDPO alpha={config.loss.alpha}, top-K {config.loss.top_k} + tail, IS clip {config.loss.rollout_is_clip}; "
                      f"teacher {config.teacher.update}" + (f" (rate {config.teacher.ema_rate})" if config.teacher.update == "ema" else ""))
     if config.uses_memory:
         bank = f"frozen bank {memory.bank}" if memory.mode == "frozen" else f"{memory.mode} bank results/{config.run.name}/memory.db"
