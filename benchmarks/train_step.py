@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,7 +48,8 @@ from machine import base_machine_info  # noqa: E402
 
 DEMO_CONFIG = ROOT / "trainer" / "configs" / "demo_cpu.yaml"
 OUR_PHASES = ("rollout", "verify", "memory", "reflection", "teacher_context", "loss", "ema", "validation")
-RUNS = ("grpo", "sdpo", "pmd", "trl_sdpo")
+RUNS = ("grpo", "sdpo", "sdpo_ref", "pmd", "trl_sdpo")
+OUR_ALGORITHM = {"grpo": "grpo", "sdpo": "sdpo", "sdpo_ref": "sdpo", "pmd": "pmd"}
 ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRL_EXPERIMENTAL_SILENCE": "1",
        "TRANSFORMERS_VERBOSITY": "error"}
 
@@ -87,15 +89,20 @@ def start_reflection_server():
 
 
 # ----------------------------------------------------------------- our trainer (pmd-train)
-def our_overrides(algorithm: str, args, model_dir: Path, out_dir: Path, name: str, url: str) -> list[str]:
+def our_overrides(run: str, args, model_dir: Path, out_dir: Path, name: str, url: str) -> list[str]:
+    algorithm = OUR_ALGORITHM[run]
     settings = {
         "algorithm": algorithm, "model.name_or_path": model_dir, "model.dtype": "float32",
+        "model.gradient_checkpointing": False,  # TRL's default (True) is turned off on its side too
+        # The memory-lean loss (LM head a chunk of positions at a time); sdpo_ref: the reference loss
+        # on full [B, T, V] logits, for comparison.
+        "loss.logits_chunk_tokens": 0 if run == "sdpo_ref" else args.logits_chunk_tokens,
         "run.output_dir": out_dir, "run.name": name, "run.seed": 0,
         "data.task": "demo_mcq", "data.questions_per_step": args.questions, "data.samples_per_question": args.samples,
         "data.max_prompt_tokens": args.max_prompt_tokens, "data.max_response_tokens": args.max_response_tokens,
         "data.max_steps": args.warmup + args.steps,
         "sampling.temperature": 1.0, "sampling.top_p": 1.0, "sampling.generation_batch_size": args.questions * args.samples,
-        "loss.micro_batch_size": args.micro_batch, "loss.alpha": args.alpha, "loss.top_k": args.top_k, "loss.is_clip": 2.0,
+        "loss.micro_batch_size": args.micro_batch, "loss.alpha": args.alpha, "loss.top_k": args.top_k, "loss.rollout_is_clip": 2.0,
         "optim.lr": args.lr, "optim.weight_decay": 0.0, "optim.grad_clip": 1.0, "deepspeed.zero_stage": args.zero_stage,
         "teacher.update": "ema", "teacher.ema_rate": 0.05, "teacher.context_budget_tokens": args.max_prompt_tokens,
         "logging.validate_every": 0,
@@ -138,6 +145,33 @@ trainer.components.reflect_and_store = step_marker(trainer.components.reflect_an
 trainer.components.abstract_behaviors = step_marker(trainer.components.abstract_behaviors)
 trainer.reflection.safe_generate = timed(trainer.reflection.safe_generate, "insight_generation")
 trainer.behaviors.safe_generate = timed(trainer.behaviors.safe_generate, "behavior_generation")
+
+# The `loss` phase split: the student's and the teacher's forward (to final hidden states, or to
+# logits for the reference loss; the teacher runs under no_grad), the loss with the LM head (lean:
+# its matmuls and the gradient formed in the forward pass), the engine's backward and its step.
+import torch, deepspeed, trainer.loop, trainer.objective
+from deepspeed.runtime.engine import DeepSpeedEngine
+
+def rollout_marker(fn):
+    def wrapper(*args, **kwargs):
+        state["step"] = state.get("rollouts", 0) + 1  # one rollout call per training step
+        state["rollouts"] = state["step"]
+        return fn(*args, **kwargs)
+    return wrapper
+
+def by_grad(fn, with_grad, without_grad):
+    def wrapper(*args, **kwargs):
+        return timed(fn, with_grad if torch.is_grad_enabled() else without_grad)(*args, **kwargs)
+    return wrapper
+
+trainer.loop.generate_rollouts = rollout_marker(trainer.loop.generate_rollouts)
+for name in ("response_hidden", "response_logits"):
+    setattr(trainer.objective, name, by_grad(getattr(trainer.objective, name), "loss:student_forward",
+                                             "loss:teacher_forward"))
+for name in ("lean_sdpo_loss", "sdpo_loss", "lean_grpo_loss", "grpo_loss"):
+    setattr(trainer.objective, name, timed(getattr(trainer.objective, name), "loss:head_and_divergence"))
+DeepSpeedEngine.backward = timed(DeepSpeedEngine.backward, "loss:backward")
+DeepSpeedEngine.step = timed(DeepSpeedEngine.step, "loss:optimizer_step")
 from trainer.cli import main
 main()
 """
@@ -150,32 +184,57 @@ def our_command(overrides: list[str], log_path: Path) -> list[str]:
     return command
 
 
+def run_process(command: list[str], timeout: int, what: str) -> tuple[float, float, float]:
+    """Run one training process; ``(wall seconds, peak resident memory in GiB, CPU seconds)``.
+
+    The peak is the process's own ``ru_maxrss`` as the kernel reports it to ``wait4`` (the largest
+    resident set it ever had: weights, optimizer state, activations, logits, libraries). CPU
+    seconds (user + system) over wall seconds and threads says how much of the cores the process
+    got: well below 1 means other jobs on the machine took them (a contended run)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **ENV}, stdout=out, stderr=err, text=True)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            out.seek(0)
+            err.seek(0)
+            raise SystemExit(f"{what} failed (exit {proc.returncode}):\n{out.read()[-2000:]}\n{err.read()[-4000:]}")
+    return wall, usage.ru_maxrss / 2**20, usage.ru_utime + usage.ru_stime  # ru_maxrss: KiB on Linux
+
+
 def run_ours(algorithm: str, args, model_dir: Path, work: Path, rep: int, url: str) -> dict:
     name = f"{algorithm}-r{rep}"
     log_path = work / f"{name}.generation.jsonl"
     command = our_command(our_overrides(algorithm, args, model_dir, work, name, url), log_path)
-    started = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True,
-                          timeout=args.run_timeout)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"pmd-train {algorithm} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    wall, peak_gib, cpu_s = run_process(command, args.run_timeout, f"pmd-train {algorithm}")
     rows = [json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines()]
-    generation: dict[int, float] = {}
+    calls: dict[int, dict[str, float]] = {}  # step -> launcher label -> seconds
     if log_path.exists():
         for line in log_path.read_text().splitlines():
             call = json.loads(line)
-            generation[call["step"]] = generation.get(call["step"], 0.0) + call["s"]
+            mine = calls.setdefault(call["step"], {})
+            mine[call["fn"]] = mine.get(call["fn"], 0.0) + call["s"]
     steps = []
     for row in rows:
         phases = {p: float(row.get(f"time/{p}", 0.0)) for p in OUR_PHASES}
-        # Inside `reflection`, not added to the step a second time.
-        phases["reflection_generation"] = generation.get(row["step"], 0.0)
+        timed_calls = calls.get(row["step"], {})
+        # Inside `reflection` and `loss`, not added to the step a second time.
+        phases["reflection_generation"] = timed_calls.get("insight_generation", 0.0) + \
+            timed_calls.get("behavior_generation", 0.0)
+        phases.update({k: v for k, v in timed_calls.items() if k.startswith("loss:")})
         steps.append({"step": row["step"], "step_s": float(row["time/step"]), "phases": phases,
                       "extra": {k: row[k] for k in row if k.startswith(("memory/", "teacher/", "reflection/",
                                                                       "behaviors/", "tokens/")) or k == "reward/mean"}})
     shown = our_command(our_overrides(algorithm, args, model_dir, Path("RUNS"), name, "URL"), Path("LOG"))
-    return {"run": algorithm, "repeat": rep, "process_wall_s": wall, "steps": steps,
+    return {"run": algorithm, "repeat": rep, "process_wall_s": wall, "peak_rss_gib": peak_gib, "cpu_s": cpu_s,
+            "steps": steps,
             "command": " ".join(["python", "-c", "LAUNCHER", *shown[3:]])}
 
 
@@ -189,15 +248,10 @@ def run_trl(args, model_dir: Path, work: Path, rep: int) -> dict:
             "lr": args.lr, "alpha": args.alpha, "top_k": args.top_k, "warmup": args.warmup, "steps": args.steps}
     (out_dir / "spec.json").write_text(json.dumps(spec))
     command = [sys.executable, str(Path(__file__).with_name("trl_sdpo_worker.py")), str(out_dir / "spec.json")]
-    started = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True,
-                          timeout=args.run_timeout)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"TRL SDPO failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    wall, peak_gib, cpu_s = run_process(command, args.run_timeout, "TRL SDPO")
     result = json.loads((out_dir / "timings.json").read_text())
-    return {"run": "trl_sdpo", "repeat": rep, "process_wall_s": wall, "steps": result["steps"],
-            "info": result["info"], "command": " ".join(command[:2]) + " SPEC"}
+    return {"run": "trl_sdpo", "repeat": rep, "process_wall_s": wall, "peak_rss_gib": peak_gib, "cpu_s": cpu_s,
+            "steps": result["steps"], "info": result["info"], "command": " ".join(command[:2]) + " SPEC"}
 
 
 # ----------------------------------------------------------------- summary and report
@@ -217,8 +271,16 @@ def summarize(runs: list[dict], warmup: int) -> dict:
             "step_median_s": statistics.median(step_times),
             "step_stdev_s": statistics.stdev(step_times) if len(step_times) > 1 else 0.0,
             "phases_mean_s": {p: statistics.fmean(s["phases"].get(p, 0.0) for s in measured) for p in phase_names},
+            "step_min_s": min(step_times),
+            "step_max_s": max(step_times),
             "per_repeat_step_mean_s": [statistics.fmean(s["step_s"] for s in r["steps"] if s["step"] > warmup)
                                        for r in mine],
+            "per_repeat_step_median_s": [statistics.median(s["step_s"] for s in r["steps"] if s["step"] > warmup)
+                                         for r in mine],
+            "phases_median_s": {p: statistics.median(s["phases"].get(p, 0.0) for s in measured) for p in phase_names},
+            "per_repeat_peak_rss_gib": [r.get("peak_rss_gib") for r in mine],
+            "per_repeat_load_after": [r.get("load_after") for r in mine],
+            "per_repeat_cores_used": [r["cpu_s"] / r["process_wall_s"] if r.get("cpu_s") else None for r in mine],
         }
         if name != "trl_sdpo":
             last = mine[-1]["steps"][-1]["extra"]
@@ -291,6 +353,9 @@ APPLIES = {"grpo": {"rollout", "verify", "loss"}, "sdpo": {"rollout", "verify", 
            "pmd": {p for _, p in TABLE} - {"other"}, "trl_sdpo": {"rollout", "verify", "teacher_context", "loss", "ema", "other"}}
 
 
+TINY_COLUMNS = ("grpo", "sdpo", "pmd", "trl_sdpo")
+
+
 def table_phases(name: str, phases: dict) -> dict:
     if name != "trl_sdpo":
         return phases
@@ -336,14 +401,14 @@ def write_report(args, s: dict, result: dict, machine: dict, out: Path, loads: l
     ]
     for label, phase in TABLE:
         cells = [ms(table_phases(n, s[n]["phases_mean_s"]).get(phase, 0.0)) if n in s and phase in APPLIES[n]
-                 else "–" for n in RUNS]
+                 else "–" for n in TINY_COLUMNS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for label, cell in [
             ("**step**", lambda v: f"**{ms(v['step_mean_s'])}**"),
             ("step median ± stdev", lambda v: f"{ms(v['step_median_s'])} ± {ms(v['step_stdev_s'])}"),
             ("step mean per repeat", lambda v: "/".join(ms(x) for x in v["per_repeat_step_mean_s"])),
             ("measured steps", lambda v: str(v["measured_steps"]))]:
-        lines.append(f"| {label} | " + " | ".join(cell(s[n]) if n in s else "–" for n in RUNS) + " |")
+        lines.append(f"| {label} | " + " | ".join(cell(s[n]) if n in s else "–" for n in TINY_COLUMNS) + " |")
     lines += ["", "## Targets", ""]
     if "sdpo_ratio_ours_over_trl" in t:
         lines.append(
@@ -422,41 +487,248 @@ def write_report(args, s: dict, result: dict, machine: dict, out: Path, loads: l
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+# ----------------------------------------------------------------- the real-shape report (--shape)
+SHAPE_COLUMNS = (("sdpo", "ours SDPO (lean loss)"), ("sdpo_ref", "ours SDPO (reference loss)"), ("trl_sdpo", "TRL SDPO"))
+# (label, phases summed); loss sub-rows are inside `loss` (ours) / forward_backward + clip_optimizer (TRL).
+SHAPE_ROWS = [
+    ("generation (rollout)", ("rollout",)), ("verify (reward)", ("verify",)),
+    ("teacher context", ("teacher_context",)),
+    ("**loss: fwd + bwd + optimizer**", ("loss",)),
+    ("  student forward", ("loss:student_forward",)), ("  teacher forward (no grad)", ("loss:teacher_forward",)),
+    ("  loss on logits (ours lean: + LM head and its gradient)", ("loss:head_and_divergence",)),
+    ("  backward", ("loss:backward",)), ("  optimizer step (+ clip)", ("loss:optimizer_step",)),
+    ("EMA teacher update", ("ema",)), ("other (TRL: decode, advantages, metrics)", ("other",)),
+]
+
+
+def _s(seconds) -> str:
+    return "–" if seconds is None else f"{seconds:.1f}"
+
+
+def shape_ratios(s: dict, name: str = "sdpo") -> dict | None:
+    """Ours / TRL: of the pooled step medians, and per repeat (repeat r of each, same load window)."""
+    if name not in s or "trl_sdpo" not in s:
+        return None
+    per = [a / b for a, b in zip(s[name]["per_repeat_step_median_s"], s["trl_sdpo"]["per_repeat_step_median_s"])]
+    mem = [a / b for a, b in zip(s[name]["per_repeat_peak_rss_gib"], s["trl_sdpo"]["per_repeat_peak_rss_gib"])
+           if a and b]
+    return {"pooled_median": s[name]["step_median_s"] / s["trl_sdpo"]["step_median_s"], "per_repeat": per,
+            "per_repeat_median": statistics.median(per), "min": min(per), "max": max(per),
+            "peak_rss": statistics.median(mem) if mem else None, "peak_rss_per_repeat": mem}
+
+
+def write_shape_report(args, s: dict, result: dict, machine: dict, out: Path, loads: list) -> None:
+    from pmd.model_shapes import SHAPES
+
+    shape = SHAPES[args.shape]
+    cols = [(n, label) for n, label in SHAPE_COLUMNS if n in s]
+    info = s.get("trl_sdpo", {}).get("info", {})
+    n_step = args.questions * args.samples
+    threads = info.get("torch_threads") or args.threads or machine["torch_threads"]
+    nan = float("nan")
+    lines = [
+        f"# Training-step benchmark at a real shape: {args.shape} widths, {args.layers} layers, the real vocabulary", "",
+        f"Machine: {machine['cpu']} ({machine['machine']}), {machine['cores']} cores shared with other jobs "
+        f"(load average {loads[0]:.2f} before, {loads[-1]:.2f} after, {max(loads):.2f} at most), torch "
+        f"{machine['torch']} ({threads} threads per training process), transformers {machine['transformers']}, "
+        f"deepspeed {machine['deepspeed']}, TRL {machine['trl']}, Python {machine['python']}.", "",
+        f"Command: `flock /tmp/pmd-bench.lock {' '.join(['.venv/bin/python', 'benchmarks/train_step.py', *result['argv']])}` "
+        f"(total {result['total_wall_s'] / 60:.0f} min).", "",
+        "The tiny-model comparison in [`train_step.md`](train_step.md) is overhead-bound (framework and Python time, "
+        "ratios moved between 0.86 and 1.42 from run to run). Here the arithmetic dominates: the LM head over "
+        f"{shape.vocab_size:,} tokens and {args.layers} decoder layers of {args.shape} width.", "",
+        "## Settings (identical on both sides where both expose them)", "",
+        f"- Model: `pmd.model_shapes.save_random_model(SHAPES[{args.shape!r}], num_layers={args.layers})`, random "
+        f"weights, float32, CPU: hidden {shape.hidden_size}, MLP {shape.intermediate_size}, {shape.num_attention_heads} "
+        f"query / {shape.num_key_value_heads} KV heads of {shape.head_dim}, vocabulary {shape.vocab_size:,}, "
+        f"{'tied' if shape.tie_word_embeddings else 'untied'} embeddings; {shape.parameter_count(args.layers) / 1e6:.0f}M "
+        f"parameters, {shape.embedding_parameter_count() / 1e6:.0f}M of them the embedding / LM head. The real "
+        "Qwen3 tokenizer (151,669 tokens) and chat template; cached under `.demo/models/`.",
+        f"- Task `demo_mcq` train split (the same chat messages for both), {args.questions} questions x {args.samples} "
+        f"samples = {n_step} rollouts a step, generated in one batch of {n_step}; max response {args.max_response_tokens} "
+        f"tokens, T = 1.0, top-p 1.0, no top-k; micro batch {args.micro_batch} ({n_step // args.micro_batch} micro "
+        "batches, one optimizer step a step).",
+        f"- A random-weight model practically never samples an end-of-turn token, so every response runs to the "
+        f"full {args.max_response_tokens} tokens on both sides (mean response tokens: ours "
+        f"{s.get('sdpo', {}).get('response_tokens_mean', nan):.1f}, TRL {info.get('response_tokens_mean') or nan:.1f}): "
+        "equal work per step, a compute-bound comparison. Rewards are 0, so every sample's teacher gets the "
+        "verifier's feedback (no successful sibling exists).",
+        f"- AdamW (torch), lr {args.lr:g} constant, no weight decay, grad clip 1.0; SDPO alpha {args.alpha}, student "
+        f"top-{args.top_k} + tail bucket, IS clip 2.0; EMA teacher, rate 0.05, every step; no gradient checkpointing "
+        "on either side (TRL's default turned off).",
+        f"- Ours: `pmd-train` (`trainer.cli.main`), DeepSpeed ZeRO stage {args.zero_stage}, one process, "
+        f"`loss.logits_chunk_tokens={args.logits_chunk_tokens}` (the memory-lean loss)"
+        + ("; `sdpo_ref` is the same run with `loss.logits_chunk_tokens=0` (reference loss on full logits)"
+           if "sdpo_ref" in s else "") + ".",
+        "- TRL: `trl.experimental.sdpo.SDPOTrainer` (HF `generate`, accelerate, no DeepSpeed), "
+        "`distillation_mode=topk_logits`, `distillation_add_tail=True`, `teacher_model_kind=ema`, `bf16=False`, "
+        "reward = our `verify_choice`, per-sample feedback handed to its teacher-context builder (see train_step.md).",
+        f"- {args.repeats} repeats of every run, interleaved (the order rotates each repeat); the first {args.warmup} "
+        f"step(s) of every run discarded, then {args.steps} measured steps each "
+        f"({args.repeats * args.steps} measured steps per trainer).", "",
+        "## Step time and peak memory", "",
+        "| | " + " | ".join(label for _, label in cols) + " |", "|---|" + "---:|" * len(cols),
+    ]
+    rows = [
+        ("**step, median (s)**", lambda v: f"**{_s(v['step_median_s'])}**"),
+        ("step, min - max (s)", lambda v: f"{_s(v['step_min_s'])} - {_s(v['step_max_s'])}"),
+        ("step median per repeat (s)", lambda v: " / ".join(_s(x) for x in v["per_repeat_step_median_s"])),
+        ("measured steps", lambda v: str(v["measured_steps"])),
+        ("**peak RSS, median (GiB)**", lambda v: f"**{statistics.median(v['per_repeat_peak_rss_gib']):.2f}**"),
+        ("peak RSS per repeat (GiB)", lambda v: " / ".join(f"{x:.2f}" for x in v["per_repeat_peak_rss_gib"])),
+        ("cores the process got per repeat (CPU s / wall s)",
+         lambda v: " / ".join("?" if x is None else f"{x:.2f}" for x in v.get("per_repeat_cores_used", []))),
+        ("load average after each repeat", lambda v: " / ".join(f"{x:.1f}" for x in v.get("per_repeat_load_after", []))),
+    ]
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(s[n]) for n, _ in cols) + " |")
+    lines += ["", "Peak RSS is each training process's `ru_maxrss` (from `wait4`): model, teacher copy, gradients, "
+              "AdamW state, activations, logits and loaded libraries together.", ""]
+    lines += ["## Targets", ""]
+    for name in ("sdpo", "sdpo_ref"):
+        r = shape_ratios(s, name)
+        if r is None:
+            continue
+        which = "ours (lean loss)" if name == "sdpo" else "ours with the reference loss (diagnostic)"
+        lines.append(
+            f"- {which} / TRL, step time: **{r['pooled_median']:.2f}** (pooled medians); per repeat "
+            f"{', '.join(f'{x:.2f}' for x in r['per_repeat'])} (median {r['per_repeat_median']:.2f}, spread "
+            f"{r['min']:.2f} - {r['max']:.2f})"
+            + (f" -> target (<= 0.80) **{'met' if r['max'] <= 0.8 else ('met on the median, not in every repeat' if r['per_repeat_median'] <= 0.8 else 'NOT met')}**."
+               if name == "sdpo" else "."))
+        if r["peak_rss"] is not None:
+            below = all(x < 1 for x in r["peak_rss_per_repeat"])
+            lines.append(f"- {which} / TRL, peak memory: **{r['peak_rss']:.2f}** (per repeat "
+                         f"{', '.join(f'{x:.2f}' for x in r['peak_rss_per_repeat'])})"
+                         + (f" -> target (below TRL's) **{'met' if below else 'NOT met'}**." if name == "sdpo" else "."))
+    lines += ["", "## Where the time goes (mean seconds per measured step, share of the step)", "",
+              "| phase | " + " | ".join(label for _, label in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for label, keys in SHAPE_ROWS:
+        cells = []
+        for n, _ in cols:
+            ph = table_phases(n, s[n]["phases_mean_s"])
+            present = [k for k in keys if k in ph]
+            value = sum(ph[k] for k in present)
+            cells.append(f"{value:.2f} ({100 * value / s[n]['step_mean_s']:.0f}%)" if present else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| **step (mean)** | " + " | ".join(f"**{s[n]['step_mean_s']:.2f}**" for n, _ in cols) + " |")
+    lines += [
+        "", "The loss sub-rows are timed inside the loss by thin wrappers (this script's launcher for ours, "
+        "`trl_sdpo_worker.py` for TRL). They are not the same cut on both sides: TRL's forwards include the LM head "
+        "over every completion position (`logits_to_keep`) and its backward runs back through the LM head; ours "
+        "stops the forwards at the final hidden states, applies the LM head inside the lean loss a chunk of "
+        f"{args.logits_chunk_tokens} positions at a time and forms the LM head's and the hidden states' gradient "
+        "there, so our backward only runs through the decoder layers. Compare the `loss` totals like for like.", "",
+        "## What TRL's step does differently (from `trl/experimental/sdpo/sdpo_trainer.py` 1.16.0)", "",
+        "- **No extra forward passes on either side.** TRL computes old per-token log-probs "
+        "(`_compute_rollout_logps`) only when `gradient_accumulation_steps % (steps_per_generation x "
+        "num_iterations) != 0`; with the default `steps_per_generation = gradient_accumulation_steps` and one "
+        "iteration it skips it, so its importance weight is 1, as ours is (the rollout policy is the current one). "
+        "Each side runs one student forward with gradient and one teacher forward without, per micro batch.",
+        "- **Logits.** TRL's student and teacher forwards return `[micro batch, T+1, V]` float32 logits for the "
+        "completion (`logits_to_keep`), divide them by the temperature (a second `[B, T, V]` tensor), take "
+        "logsumexp and the top-K on them and backpropagate through them. Ours never forms `[B, T, V]`: the LM head "
+        "runs on the final hidden states of the active response positions a chunk at a time, with the same number "
+        "of LM-head matmuls (student forward, the two gradient products, teacher forward).",
+        "- **Generation** is HF `generate` on both sides with the same sampling settings, all sequences in one batch, "
+        "KV cache on, stopping at `<|im_end|>` / `<|endoftext|>` (TRL: `GenerationConfig(..., disable_compile=True)`, "
+        "no `min_p`, `repetition_penalty` 1.0).",
+        "- **Normalisation.** TRL: a mean over each sequence's tokens, then over the micro batch, divided by the "
+        "accumulation steps; ours: one token mean over the whole step. With every response the same length "
+        "these agree; the arithmetic is the same.",
+        "- **Padding.** TRL left-pads prompts and right-pads completions; ours left-pads prompt + response. With "
+        "full-length responses both run (micro batch) x (longest prompt + 256) tokens.",
+        f"- **Prompts.** TRL's sampler and ours pick different questions each step (similar lengths): student prompt "
+        f"tokens {info.get('student_prompt_tokens_mean') or nan:.0f} on average over the split; teacher prompt tokens: "
+        f"ours {s.get('sdpo', {}).get('teacher_context_tokens_mean', nan):.0f}, TRL "
+        f"{info.get('teacher_prompt_tokens_mean') or nan:.0f} (different templates, see train_step.md).",
+        "- **Engine.** Ours: a DeepSpeed engine (ZeRO stage "
+        f"{args.zero_stage}, torch AdamW); TRL: accelerate with `torch.optim.AdamW`. Step boundaries as in train_step.md.",
+        "",
+    ]
+    lines += shape_findings(s, args)
+    lines += ["", f"Raw per-step numbers: [`{out.with_suffix('.json').name}`]({out.with_suffix('.json').name})."]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def shape_findings(s: dict, args) -> list[str]:
+    """What the phase means say about the gap to the 0.8 target (numbers only; the analysis of what
+    in the trainer would have to change is in the report's hand-written section)."""
+    if "sdpo" not in s or "trl_sdpo" not in s:
+        return []
+    ours, trl = s["sdpo"], s["trl_sdpo"]
+    po, pt = ours["phases_mean_s"], table_phases("trl_sdpo", trl["phases_mean_s"])
+    lines = ["## Measured gap", ""]
+    for label, key in (("generation", "rollout"), ("loss (fwd + bwd + optimizer)", "loss"), ("EMA", "ema")):
+        a, b = po.get(key, 0.0), pt.get(key, 0.0)
+        lines.append(f"- {label}: ours {a:.1f} s ({100 * a / ours['step_mean_s']:.0f}% of our step), TRL {b:.1f} s "
+                     f"({100 * b / trl['step_mean_s']:.0f}% of its step): ours / TRL {a / b if b else float('nan'):.2f}.")
+    need = ours["step_median_s"] - 0.8 * trl["step_median_s"]
+    lines.append(f"- For ours / TRL = 0.80 at these medians our step would have to lose {need:.1f} s "
+                 f"({100 * need / ours['step_median_s']:.0f}% of it)." if need > 0 else
+                 "- Ours / TRL is at or below 0.80 at these medians.")
+    return lines
+
+
+# Defaults of the two setups: the tiny model (overhead-bound), and a real shape at reduced depth
+# (--shape), where the LM head over the real vocabulary and the layers' arithmetic dominate.
+TINY_DEFAULTS = dict(steps=16, warmup=2, repeats=3, runs="grpo,sdpo,pmd,trl_sdpo", questions=4, samples=4,
+                     max_response_tokens=64, micro_batch=8, lr=1e-4, out=ROOT / "results" / "benchmarks" / "train_step.md")
+SHAPE_DEFAULTS = dict(steps=2, warmup=1, repeats=5, runs="sdpo,trl_sdpo", questions=2, samples=4,
+                      max_response_tokens=256, micro_batch=8, lr=1e-5,
+                      out=ROOT / "results" / "benchmarks" / "train_step_real_shape.md")
+
+
 def main() -> None:
+    from pmd.model_shapes import SHAPES
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=16, help="measured steps per run (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=2, help="steps discarded at the start of every run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each trainer, interleaved")
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")
+    parser.add_argument("--steps", type=int, help="measured steps per run (after warm-up); tiny 16, --shape 2")
+    parser.add_argument("--warmup", type=int, help="steps discarded at the start of every run; tiny 2, --shape 1")
+    parser.add_argument("--repeats", type=int, help="runs of each trainer, interleaved; tiny 3, --shape 5")
+    parser.add_argument("--runs", help=f"comma-separated subset of {','.join(RUNS)} (sdpo_ref: ours with the reference "
+                        "loss on full logits); tiny: grpo,sdpo,pmd,trl_sdpo; --shape: sdpo,trl_sdpo")
     parser.add_argument("--model-size", default="tiny", choices=("tiny", "tiny-large"))
+    parser.add_argument("--shape", choices=sorted(SHAPES), help="a published shape at reduced depth "
+                        "(pmd.model_shapes.save_random_model, random weights, the real tokenizer) instead of --model-size")
+    parser.add_argument("--layers", type=int, default=2, help="decoder layers of the --shape model")
     parser.add_argument("--models-dir", type=Path, default=ROOT / ".demo" / "models",
-                        help="where build_tiny_models caches the tiny models")
-    parser.add_argument("--questions", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--max-response-tokens", type=int, default=64)
+                        help="where the tiny models and the --shape models are built once and cached")
+    parser.add_argument("--questions", type=int, help="questions a step; tiny 4, --shape 2")
+    parser.add_argument("--samples", type=int, help="samples per question; 4")
+    parser.add_argument("--max-response-tokens", type=int, help="tiny 64, --shape 256")
     parser.add_argument("--max-prompt-tokens", type=int, default=1024)
-    parser.add_argument("--micro-batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--micro-batch", type=int, help="sequences per forward/backward; 8")
+    parser.add_argument("--lr", type=float, help="tiny 1e-4, --shape 1e-5")
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--top-k", type=int, default=100)
+    parser.add_argument("--logits-chunk-tokens", type=int, default=1024,
+                        help="ours: loss.logits_chunk_tokens (the memory-lean loss; 0 = reference loss)")
     parser.add_argument("--zero-stage", type=int, default=0, choices=(0, 1, 2))
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP/MKL threads for every training process (default: torch's own choice)")
     parser.add_argument("--run-timeout", type=int, default=900, help="seconds allowed per training process")
     parser.add_argument("--keep-runs", action="store_true", help="keep the run folders (printed) instead of deleting them")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "train_step.md")
+    parser.add_argument("--out", type=Path, help="the Markdown report (JSON beside it); tiny: "
+                        "results/benchmarks/train_step.md, --shape: results/benchmarks/train_step_real_shape.md")
     parser.add_argument("--report-only", type=Path, metavar="JSON",
                         help="rewrite the Markdown report (--out) from an earlier run's JSON without running anything")
     args = parser.parse_args()
     if args.report_only:
         result = json.loads(args.report_only.read_text())
         saved = argparse.Namespace(**{**vars(args), **result["settings"]})
+        saved.out = args.out or args.report_only.with_suffix(".md")
         result["summary"] = summarize(result["runs"], saved.warmup)  # recomputed: the summary code may be newer
         result["targets"] = targets(result["summary"])
-        write_report(saved, result["summary"], result, result["machine"], args.out, result["load_averages"])
-        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {args.out} and {args.out.with_suffix('.json').name}")
+        writer = write_shape_report if saved.shape else write_report
+        writer(saved, result["summary"], result, result["machine"], saved.out, result["load_averages"])
+        saved.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {saved.out} and {saved.out.with_suffix('.json').name}")
         return
+    for key, value in (SHAPE_DEFAULTS if args.shape else TINY_DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.threads:
         ENV.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     chosen = [r.strip() for r in args.runs.split(",") if r.strip()]
@@ -470,9 +742,18 @@ def main() -> None:
         except ImportError:
             parser.error("TRL SDPO needs trl with trl.experimental.sdpo: pip install --no-deps trl==1.16.0")
 
-    from pmd.tiny_model import build_tiny_models
+    if args.shape:
+        import torch
 
-    model_dir = build_tiny_models(args.models_dir)[args.model_size]
+        from pmd.model_shapes import save_random_model
+
+        print(f"building (or reusing) {args.shape} with {args.layers} layers under {args.models_dir}", flush=True)
+        model_dir = save_random_model(SHAPES[args.shape], args.models_dir / f"{args.shape}-L{args.layers}",
+                                      num_layers=args.layers, dtype=torch.float32)
+    else:
+        from pmd.tiny_model import build_tiny_models
+
+        model_dir = build_tiny_models(args.models_dir)[args.model_size]
     server, url = start_reflection_server()
     work = Path(tempfile.mkdtemp(prefix="pmd-train-step-"))
     machine = machine_info()
@@ -484,13 +765,17 @@ def main() -> None:
             order = chosen[rep % len(chosen):] + chosen[:rep % len(chosen)]
             for name in order:
                 t0 = time.perf_counter()
+                print(f"[{time.perf_counter() - started:6.0f} s] repeat {rep + 1}/{args.repeats}: {name} ...", flush=True)
                 run = run_trl(args, model_dir, work, rep) if name == "trl_sdpo" else \
                     run_ours(name, args, model_dir, work, rep, url)
                 run["load_after"] = os.getloadavg()[0]
                 runs.append(run)
                 measured = [s["step_s"] for s in run["steps"] if s["step"] > args.warmup]
                 print(json.dumps({"run": name, "repeat": rep, "step_mean_ms": round(1000 * statistics.fmean(measured), 1),
+                                  "step_ms": [round(1000 * x) for x in measured],
                                   "process_wall_s": round(time.perf_counter() - t0, 1),
+                                  "peak_rss_gib": round(run["peak_rss_gib"], 2),
+                                  "cores_used": round(run["cpu_s"] / run["process_wall_s"], 2),
                                   "load": run["load_after"]}), flush=True)
                 loads.append(run["load_after"])
     finally:
@@ -501,13 +786,13 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     summary = summarize(runs, args.warmup)
     import trainer.rollout
-    result = {"ours_sets_top_k": "top_k" in inspect.getsource(trainer.rollout.generate_rollouts),
+    result = {"ours_sets_top_k": "top_k=0" in inspect.getsource(trainer.rollout),
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                            if k != "report_only"},
               "argv": sys.argv[1:], "machine": machine, "model_dir": str(model_dir),
               "total_wall_s": time.perf_counter() - started, "summary": summary, "targets": targets(summary),
               "load_averages": loads, "runs": runs}
-    write_report(args, summary, result, machine, args.out, loads)
+    (write_shape_report if args.shape else write_report)(args, summary, result, machine, args.out, loads)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({"targets": result["targets"],
                       "step_mean_ms": {n: round(1000 * v["step_mean_s"], 1) for n, v in summary.items()}}))

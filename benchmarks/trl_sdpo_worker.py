@@ -6,6 +6,7 @@ starts it): per-step wall time from a ``TrainerCallback`` plus a phase split; wr
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import sys
 import time
@@ -53,7 +54,7 @@ def trl_worker(spec_path: Path) -> None:
         max_completion_length=spec["max_response_tokens"], temperature=1.0, top_p=1.0, top_k=0,
         learning_rate=spec["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=1.0, optim="adamw_torch",
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
+        bf16=False, fp16=False, gradient_checkpointing=spec.get("gradient_checkpointing", False), use_cpu=True,
         model_init_kwargs={"dtype": torch.float32},
         distillation_mode="topk_logits", distillation_topk=spec["top_k"], distillation_add_tail=True,
         distillation_alpha=spec["alpha"], distillation_is_clip=2.0, distillation_weight=1.0,
@@ -105,6 +106,19 @@ def trl_worker(spec_path: Path) -> None:
         return out
 
     trainer.training_step = training_step
+    # The forward/backward split: student forward (with grad) and teacher forward (no_grad), both
+    # through the LM head on the completion (`_forward_logits`, `logits_to_keep`); the top-K
+    # divergence on those logits; `accelerator.backward` (through the LM head and the layers).
+    original_forward = trainer._forward_logits
+
+    def forward_logits(*a, **kw):
+        label = "loss:student_forward" if torch.is_grad_enabled() else "loss:teacher_forward"
+        return timed(label, original_forward)(*a, **kw)
+
+    trainer._forward_logits = forward_logits
+    trainer._compute_self_distillation_loss = timed("loss:head_and_divergence",
+                                                    trainer._compute_self_distillation_loss)
+    trainer.accelerator.backward = timed("loss:backward", trainer.accelerator.backward)
     for callback in trainer.callback_handler.callbacks:
         if type(callback).__name__ == "SyncTeacherModelCallback":
             callback.on_step_end = timed("ema", callback.on_step_end)
@@ -134,6 +148,9 @@ def trl_worker(spec_path: Path) -> None:
                 "ema": phases.get("ema", 0.0),
             }
             p["other"] = step_s - sum(p.values())
+            # Inside forward_backward / clip_optimizer (not added to the step a second time).
+            p.update({k: v for k, v in phases.items() if k.startswith("loss:")})
+            p["loss:optimizer_step"] = p["clip_optimizer"]
             records.append({"step": state.global_step, "step_s": step_s, "phases": p})
 
     trainer.add_callback(StepClock())  # after the EMA callback, so its on_step_end runs last
@@ -145,6 +162,7 @@ def trl_worker(spec_path: Path) -> None:
         return statistics.fmean(values) if values else None
 
     info = {"trl_version": __import__("trl").__version__, "torch_threads": torch.get_num_threads(),
+            "peak_rss_gib_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             "response_tokens_mean": logged_mean("completions/mean_length"),
             "reward_mean": logged_mean("self_distillation/reward_mean"),
             "reprompt_sample_fraction": logged_mean("self_distillation/reprompt_sample_fraction"),
