@@ -61,11 +61,9 @@ Peak memory of the full run: about 15 GiB (today's loss at T = 4096). Writes
 from __future__ import annotations
 
 import argparse
-import gc
 import hashlib
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -77,6 +75,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 
 from machine import base_machine_info  # noqa: E402
+from trainer.memory_probe import process_memory, reset_peak  # noqa: E402
 
 GIB = 1024 ** 3
 WARMUP_TOKENS = 32
@@ -88,16 +87,8 @@ ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_O
 
 
 # ----------------------------------------------------------------- the worker (one measurement)
-def _status() -> dict[str, int]:
-    text = Path("/proc/self/status").read_text()
-    return {key: int(re.search(rf"{key}:\s+(\d+)", text).group(1)) * 1024 for key in ("VmRSS", "VmHWM")}
-
-
-def _reset_peak() -> int:
-    """Reset the resident high-water mark; return the resident size now (bytes)."""
-    gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status()["VmRSS"]
+# The resident-memory probes are the memory plan's own (trainer.memory_probe).
+_status, _reset_peak = process_memory, reset_peak
 
 
 def _random_head(vocab: int, hidden: int, dtype, gen, base=None, noise: float = 0.0):

@@ -6,7 +6,6 @@ installed (the main environment: vLLM's CPU build pins transformers below 5.20).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

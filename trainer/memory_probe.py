@@ -41,19 +41,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _status() -> dict[str, int]:
+def process_memory() -> dict[str, int]:
+    """This process's resident set now (``VmRSS``) and its high-water mark (``VmHWM``), in bytes."""
     text = Path("/proc/self/status").read_text()
     return {key: int(re.search(rf"{key}:\s+(\d+)", text).group(1)) * 1024 for key in ("VmRSS", "VmHWM")}
 
 
-def _reset_peak() -> int:
+def reset_peak() -> int:
+    """Reset the resident high-water mark (``clear_refs`` 5); return the resident size now (bytes)."""
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")
-    return _status()["VmRSS"]
+    return process_memory()["VmRSS"]
 
 
 def _peak_since(base: int) -> int:
-    return _status()["VmHWM"] - base
+    return process_memory()["VmHWM"] - base
 
 
 def _dtype(name: str):
@@ -67,7 +69,7 @@ def _states(spec: dict) -> dict:
 
     from pmd.model_shapes import build_random_model
 
-    base = _reset_peak()
+    base = reset_peak()
     model = build_random_model(spec["shape"], spec["layers"], dtype=torch.float32).train()
     if spec.get("freeze_embeddings"):
         model.get_input_embeddings().requires_grad_(False)
@@ -78,7 +80,7 @@ def _states(spec: dict) -> dict:
     model(input_ids=ids, labels=ids).loss.backward()
     optimizer.step()
     gc.collect()
-    return {"bytes": _status()["VmRSS"] - base, "parameters": sum(p.numel() for p in model.parameters()),
+    return {"bytes": process_memory()["VmRSS"] - base, "parameters": sum(p.numel() for p in model.parameters()),
             "trainable": sum(p.numel() for p in trainable)}
 
 
@@ -102,7 +104,7 @@ def _activations(spec: dict) -> dict:
         decoder(input_ids=ids, use_cache=False).last_hidden_state.float().sum().backward()
 
     step(16)  # allocates every .grad and warms the kernels up
-    base = _reset_peak()
+    base = reset_peak()
     step(spec["tokens"])
     return {"bytes": _peak_since(base)}
 
@@ -126,7 +128,7 @@ def _loss(spec: dict) -> dict:
         ids = torch.randint(0, vocab, (1, rows), generator=gen)
         mask = torch.ones(1, rows)
         positions = torch.arange(rows).view(1, rows, 1)
-        base = _reset_peak()
+        base = reset_peak()
         if chunk:
             from trainer.losses.lean import lean_sdpo_loss
 
