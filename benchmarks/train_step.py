@@ -647,6 +647,8 @@ def write_shape_report(args, s: dict, result: dict, machine: dict, out: Path, lo
         "",
     ]
     lines += shape_findings(s, args)
+    # Written by hand after a run (the JSON's "analysis" lines), so --report-only keeps it.
+    lines += ["", *result.get("analysis", [])] if result.get("analysis") else []
     lines += ["", f"Raw per-step numbers: [`{out.with_suffix('.json').name}`]({out.with_suffix('.json').name})."]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
