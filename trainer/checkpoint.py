@@ -1,17 +1,23 @@
-"""Checkpoints that are either complete or absent, and resuming from the last complete one.
+"""Checkpoints that are either intact or not used, and resuming from the newest intact one.
 
 Layout of ``<run>/checkpoints/step-000010/``:
 
-* ``hf/``        the student in Hugging Face format (16-bit gathered under ZeRO-3): what
-                 ``from_pretrained`` and vLLM load, and what evaluation uses;
-* ``teacher/``   the EMA teacher's weights (safetensors), when the teacher is a separate copy;
-* ``ds/``        DeepSpeed's training state (optimizer, scheduler, step) for resuming;
-* ``memory.db``  a consistent snapshot of the bank at this step (SQLite online backup);
-* ``state.json`` the step and the data order; ``COMPLETE`` is written last.
+* ``hf/``           the student in Hugging Face format (16-bit gathered under ZeRO-3): what
+                    ``from_pretrained`` and vLLM load, and what evaluation uses;
+* ``teacher/``      the EMA teacher's weights (safetensors), when the teacher is a separate copy;
+* ``ds/``           DeepSpeed's training state (optimizer, scheduler, step) for resuming;
+* ``memory.db``     a consistent snapshot of the bank at this step (SQLite online backup);
+* ``state.json``    the step and the data order;
+* ``manifest.json`` every file above with its size and sha256 (``trainer.manifest``);
+* ``COMPLETE``      written last.
 
 Everything is written into ``.step-000010.tmp`` and renamed into place only when complete, so an
-interrupted save never replaces or corrupts a good checkpoint. Resuming restores the bank from the
-snapshot and cuts ``metrics.jsonl`` back to the checkpoint's step, so no step is done twice.
+interrupted save never replaces or corrupts a good checkpoint. A checkpoint is *intact* when it is
+complete and verifies against its manifest, holding every part the run needs. Resuming takes the
+newest intact checkpoint (saying which it skipped and why), restores the bank from its snapshot
+and cuts ``metrics.jsonl`` back to its step, so no step is done twice and no step's memory is lost
+or doubled. Pruning (``keep_last``) counts intact checkpoints only and never removes the newest
+intact one.
 """
 from __future__ import annotations
 
@@ -20,24 +26,89 @@ import os
 import shutil
 from pathlib import Path
 
+from trainer.manifest import manifest_problem, write_manifest
+
 COMPLETE = "COMPLETE"
+STATE = "state.json"
+# Files a run writes as it goes; a run with no intact checkpoint cannot continue from them.
+PARTIAL_RUN_FILES = ("metrics.jsonl", "memory.db", "memory.db-wal", "memory.db-shm", "memory.db.restore",
+                     "resumed_from.json", "tensorboard")
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step-{step:06d}"
 
 
-def complete_checkpoints(run_dir: Path) -> list[Path]:
+def step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
+def step_folders(run_dir: Path) -> list[Path]:
+    """Every published ``step-N`` folder, oldest first (intact or not)."""
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / COMPLETE).exists()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+    found = [p for p in root.iterdir()
+             if p.is_dir() and p.name.startswith("step-") and p.name.removeprefix("step-").isdigit()]
+    return sorted(found, key=step_of)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = complete_checkpoints(run_dir)
-    return found[-1] if found else None
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Step folders carrying the ``COMPLETE`` marker, oldest first (not yet verified)."""
+    return [p for p in step_folders(run_dir) if (p / COMPLETE).exists()]
+
+
+def required_parts(*, training_state: bool, bank: bool, teacher: bool) -> tuple[str, ...]:
+    """The parts a resume of this run needs from a checkpoint (manifest path prefixes)."""
+    parts = ["hf/", STATE]
+    if training_state:
+        parts.append("ds/")
+    if bank:
+        parts.append("memory.db")
+    if teacher:
+        parts.append("teacher/")
+    return tuple(parts)
+
+
+# Full (checksum) verification of a published checkpoint is done once per process; later checks of
+# the same unchanged files only compare sizes. Keyed by folder, valued by its files' signature.
+_VERIFIED: dict[Path, tuple] = {}
+
+
+def _signature(folder: Path) -> tuple:
+    return tuple(sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in folder.rglob("*") if p.is_file()))
+
+
+def checkpoint_problem(checkpoint: Path, required: tuple[str, ...] = ("hf/", STATE)) -> str | None:
+    """Why ``checkpoint`` is not intact (a short phrase), or None when it is."""
+    if not (checkpoint / COMPLETE).exists():
+        return f"no {COMPLETE} marker"
+    try:
+        signature = _signature(checkpoint)
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    full = _VERIFIED.get(checkpoint.resolve()) != signature
+    problem = manifest_problem(checkpoint, required=required, sizes_only=not full)
+    if problem is None and full:
+        _VERIFIED[checkpoint.resolve()] = signature
+    return problem
+
+
+def select_checkpoint(run_dir: Path, required: tuple[str, ...]) -> tuple[Path | None, list[tuple[str, str]]]:
+    """The newest intact checkpoint, and the newer ones passed over as ``(name, reason)``."""
+    skipped = []
+    for checkpoint in reversed(step_folders(run_dir)):
+        problem = checkpoint_problem(checkpoint, required)
+        if problem is None:
+            return checkpoint, skipped
+        skipped.append((checkpoint.name, problem))
+    return None, skipped
+
+
+def latest_checkpoint(run_dir: Path, required: tuple[str, ...] = ("hf/", STATE)) -> Path | None:
+    """The newest intact checkpoint holding ``required`` (default: weights and state), or None."""
+    return select_checkpoint(run_dir, required)[0]
 
 
 def staging_path(run_dir: Path, step: int) -> Path:
@@ -55,37 +126,69 @@ def staging_dir(run_dir: Path, step: int) -> Path:
 
 
 def write_state(tmp: Path, state: dict) -> None:
-    (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    (tmp / STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
 
 
-def publish(run_dir: Path, tmp: Path, step: int, keep_last: int) -> Path:
-    """Mark ``tmp`` complete, move it into place, and prune old complete checkpoints."""
-    (tmp / COMPLETE).write_text(str(step), encoding="utf-8")
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(run_dir: Path, tmp: Path, step: int, keep_last: int, required: tuple[str, ...]) -> Path:
+    """Write the manifest, mark ``tmp`` complete, move it into place, and prune old checkpoints."""
+    write_manifest(tmp, skip=(COMPLETE,))
+    with open(tmp / COMPLETE, "w", encoding="utf-8") as marker:
+        marker.write(str(step))
+        marker.flush()
+        os.fsync(marker.fileno())
     final = checkpoint_dir(run_dir, step)
-    if final.exists():  # a complete checkpoint of the same step (a re-run): replace it atomically
+    if final.exists():  # a checkpoint of the same step (a re-run, or a damaged one): replace it atomically
         old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
         os.replace(tmp, final)
         shutil.rmtree(old)
     else:
         os.replace(tmp, final)
-    for stale in complete_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(stale)
+    _fsync_dir(final.parent)
+    _VERIFIED[final.resolve()] = _signature(final)  # just hashed by write_manifest
+    prune(run_dir, keep_last, required)
     return final
 
 
+def prune(run_dir: Path, keep_last: int, required: tuple[str, ...]) -> list[Path]:
+    """Remove intact checkpoints beyond the newest ``keep_last`` intact ones; damaged ones neither
+    count nor are removed (they are evidence, and a later save of their step replaces them).
+    Returns the removed folders."""
+    intact = [c for c in reversed(complete_checkpoints(run_dir)) if checkpoint_problem(c, required) is None]
+    removed = intact[max(1, keep_last):]
+    for stale in removed:
+        shutil.rmtree(stale)
+        _VERIFIED.pop(stale.resolve(), None)
+    return removed
+
+
 def read_state(checkpoint: Path) -> dict:
-    return json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+    return json.loads((checkpoint / STATE).read_text(encoding="utf-8"))
 
 
 def restore_bank(checkpoint: Path, bank_path: Path) -> None:
-    """Put the checkpoint's bank snapshot back as the run's bank (drops steps after it)."""
-    snapshot = checkpoint / "memory.db"
-    if not snapshot.exists():
-        return
-    for suffix in ("", "-wal", "-shm"):
+    """Put the checkpoint's bank snapshot back as the run's bank (drops the steps after it).
+
+    The copy goes to a temporary file first and replaces the bank in one rename; a crash in
+    between leaves the snapshot in the checkpoint, and the next resume restores it again."""
+    staged = Path(f"{bank_path}.restore")
+    try:
+        shutil.copyfile(checkpoint / "memory.db", staged)
+    except BaseException:
+        staged.unlink(missing_ok=True)  # a full disk: leave no partial copy beside the bank
+        raise
+    for suffix in ("-wal", "-shm"):  # the old bank's journal must not be replayed onto the snapshot
         Path(f"{bank_path}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(snapshot, bank_path)
+    os.replace(staged, bank_path)
 
 
 def truncate_metrics(metrics_path: Path, last_step: int) -> None:
@@ -102,6 +205,27 @@ def truncate_metrics(metrics_path: Path, last_step: int) -> None:
     tmp = metrics_path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(kept), encoding="utf-8")
     os.replace(tmp, metrics_path)
+
+
+def partial_run_files(run_dir: Path) -> list[Path]:
+    """What a run left before it had any checkpoint: progress files and unpublished staging folders."""
+    found = [run_dir / name for name in PARTIAL_RUN_FILES if (run_dir / name).exists()]
+    root = run_dir / "checkpoints"
+    if root.is_dir():
+        found += sorted(p for p in root.iterdir() if p.name.startswith(".step-"))
+    return found
+
+
+def discard_partial_run(run_dir: Path) -> list[str]:
+    """Remove what ``partial_run_files`` finds; returns the names removed."""
+    removed = []
+    for path in partial_run_files(run_dir):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(str(path.relative_to(run_dir)))
+    return removed
 
 
 def save_module_weights(module, path: Path) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
+import sys
 from pathlib import Path
 
 import torch
 
 from pmd.config import save_yaml
+from pmd.errors import StorageError, storage_problem
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig
 from trainer.rollout import chat_ids, generate_rollouts
@@ -21,19 +24,65 @@ from trainer.sequences import Sample
 
 
 # ----------------------------------------------------------------- setup
-def prepare_run_dir(config: TrainConfig, *, resume: bool, is_main: bool) -> Path:
-    """``results/<run>/`` with the resolved config; an existing run is never overwritten."""
+def notice(message: str) -> None:
+    """One line for the person running the job (stderr, so stdout stays the run's output)."""
+    print(f"pmd-train: {message}", file=sys.stderr, flush=True)
+
+
+def checkpoint_parts(config: TrainConfig) -> tuple[str, ...]:
+    """What a resume of this run needs from a checkpoint: weights and state always, the optimizer
+    state unless the policy is frozen, the bank snapshot when memory evolves, the EMA teacher."""
+    return ckpt.required_parts(
+        training_state=not config.policy.frozen,
+        bank=config.uses_memory and config.memory.mode != "frozen",
+        teacher=config.uses_teacher and config.teacher.update == "ema" and not config.policy.frozen)
+
+
+def _choose_start(config: TrainConfig, run_dir: Path, resume: bool) -> Path | None:
+    """Rank 0: the checkpoint to resume from (None: step 0). Writes nothing but what it discards:
+    the leftovers of a run killed before its first checkpoint, which cannot be continued."""
+    checkpoint, skipped = ckpt.select_checkpoint(run_dir, checkpoint_parts(config))
+    published = ckpt.step_folders(run_dir)
+    if not resume and published:
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run.name")
+    if resume and checkpoint is None and published:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped)
+        raise ValueError(f"--resume: no intact checkpoint under {run_dir}/checkpoints ({reasons}); "
+                         "move the damaged checkpoints away to start the run over")
+    if checkpoint is not None:
+        for name, why in skipped:
+            notice(f"{name} is damaged ({why}): not used")
+        notice(f"resuming from {checkpoint.name}")
+        return checkpoint
+    discarded = ckpt.discard_partial_run(run_dir)
+    if discarded:
+        notice(f"{run_dir} holds no checkpoint yet (stopped before its first one): discarded "
+               f"{', '.join(discarded)}; starting from step 0")
+    elif resume:
+        notice(f"nothing to resume under {run_dir}: starting from step 0")
+    return None
+
+
+def prepare_run_dir(config: TrainConfig, *, resume: bool, is_main: bool) -> tuple[Path, Path | None]:
+    """``(results/<run>/, checkpoint to resume from or None)``. An existing run is never
+    overwritten, and nothing of it is rewritten here: a resumed run's files change only once its
+    checkpoint has been restored (``restore_checkpoint``). Rank 0 decides; every rank gets the
+    answer (or the same error)."""
     run_dir = Path(config.run.output_dir) / config.run.name
+    decision: list = [None, None]
     if is_main:
-        if resume:
-            if ckpt.latest_checkpoint(run_dir) is None:
-                raise ValueError(f"--resume: no complete checkpoint under {run_dir}/checkpoints; start without --resume")
-        elif (run_dir / "metrics.jsonl").exists() or ckpt.complete_checkpoints(run_dir):
-            raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another run.name")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(config, run_dir / "config.yaml")
-    _barrier()
-    return run_dir
+        try:
+            decision[0] = _choose_start(config, run_dir, resume)
+            if decision[0] is None:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                save_yaml(config, run_dir / "config.yaml")
+        except (ValueError, OSError) as err:
+            decision[1] = err
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list(decision, src=0)
+    if decision[1] is not None:
+        raise decision[1]
+    return run_dir, decision[0]
 
 
 def data_path(config: TrainConfig) -> Path | None:
@@ -209,9 +258,29 @@ def validate(policy, tokenizer, task, test_items, config: TrainConfig, sampling,
 
 # ----------------------------------------------------------------- checkpoints
 def save_checkpoint(config: TrainConfig, run_dir: Path, step: int, student, teacher, tokenizer, bank, dist) -> None:
+    """Write and publish the checkpoint of ``step`` (collective). A failed write leaves the
+    previous checkpoints as they were and removes its own partial folder; a full or read-only disk
+    becomes one ``StorageError`` line saying so."""
+    tmp = ckpt.staging_path(run_dir, step)
+    try:
+        _write_checkpoint(config, run_dir, tmp, step, student, teacher, tokenizer, bank, dist)
+    except Exception as err:
+        problem = storage_problem(tmp.parent if tmp.parent.exists() else run_dir, err)
+        if dist.rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if problem is None:
+            raise
+        previous = ckpt.latest_checkpoint(run_dir, checkpoint_parts(config))
+        kept = f"{previous.name} is intact" if previous is not None else "no earlier checkpoint exists"
+        raise StorageError(f"checkpoint step-{step:06d} could not be written under {run_dir}: {problem}; {kept}. "
+                           "Free space or make the folder writable, then run again with --resume") from None
+    _barrier()
+
+
+def _write_checkpoint(config: TrainConfig, run_dir: Path, tmp: Path, step: int, student, teacher, tokenizer,
+                      bank, dist) -> None:
     from trainer.engine import save_hf_checkpoint, save_training_state
 
-    tmp = ckpt.staging_path(run_dir, step)
     if dist.rank == 0:
         ckpt.staging_dir(run_dir, step)
     _barrier()
@@ -224,36 +293,37 @@ def save_checkpoint(config: TrainConfig, run_dir: Path, step: int, student, teac
             (tmp / "teacher").mkdir(exist_ok=True)
         _barrier()
         ckpt.save_module_weights(unwrap(teacher), tmp / "teacher" / "model.safetensors")
+    _barrier()  # every rank's shards are on disk before rank 0 lists them in the manifest
     if dist.rank == 0:
         if bank is not None and bank.path is not None and not bank.readonly:
             from memory_bank.transfer import export_bank
 
             export_bank(bank, tmp / "memory.db", task=config.data.task, source_model=config.model.name_or_path)
         ckpt.write_state(tmp, {"step": step, "seed": config.run.seed, "algorithm": config.algorithm})
-        ckpt.publish(run_dir, tmp, step, config.checkpoint.keep_last)
-    _barrier()
+        ckpt.publish(run_dir, tmp, step, config.checkpoint.keep_last, checkpoint_parts(config))
 
 
-def restore_files(config: TrainConfig, run_dir: Path) -> int:
-    """Before the bank and metrics are opened: put the last complete checkpoint's bank snapshot
-    back and cut metrics.jsonl to its step (rank 0). Returns that step (on every rank)."""
-    latest = ckpt.latest_checkpoint(run_dir)
-    state = ckpt.read_state(latest)
-    if torch.distributed.get_rank() == 0:
-        if config.uses_memory and config.memory.mode != "frozen":
-            ckpt.restore_bank(latest, run_dir / "memory.db")
-        ckpt.truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-        (run_dir / "resumed_from.json").write_text(json.dumps({"checkpoint": latest.name, **state}), encoding="utf-8")
-    _barrier()
-    return int(state["step"])
-
-
-def restore_engines(config: TrainConfig, run_dir: Path, student, teacher) -> None:
-    """Load the last complete checkpoint's optimizer/weights and EMA teacher into the engines."""
+def restore_checkpoint(config: TrainConfig, run_dir: Path, checkpoint: Path, student, teacher) -> int:
+    """Resume from ``checkpoint``: the engines' state first (it only reads), then, once that has
+    worked, the run's files: the bank from the checkpoint's snapshot, metrics.jsonl cut to its
+    step, the resolved config and ``resumed_from.json``. Returns the step (on every rank)."""
     from trainer.engine import load_training_state
 
-    latest = ckpt.latest_checkpoint(run_dir)
-    if not config.policy.frozen:
-        load_training_state(student, latest / "ds")
-    if teacher is not None and teacher is not student and (latest / "teacher" / "model.safetensors").exists():
-        ckpt.load_module_weights(unwrap(teacher), latest / "teacher" / "model.safetensors")
+    state = ckpt.read_state(checkpoint)
+    try:
+        if not config.policy.frozen:
+            load_training_state(student, checkpoint / "ds")
+        if teacher is not None and teacher is not student and (checkpoint / "teacher" / "model.safetensors").exists():
+            ckpt.load_module_weights(unwrap(teacher), checkpoint / "teacher" / "model.safetensors")
+    except Exception as err:  # noqa: BLE001 - whatever DeepSpeed raises, the run folder is untouched
+        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise ValueError(f"cannot restore {checkpoint}: {type(err).__name__}: {reason} (nothing under {run_dir} "
+                         "was changed; a resume needs the same world size and ZeRO stage as the run)") from None
+    if torch.distributed.get_rank() == 0:
+        if config.uses_memory and config.memory.mode != "frozen":
+            ckpt.restore_bank(checkpoint, run_dir / "memory.db")
+        ckpt.truncate_metrics(run_dir / "metrics.jsonl", state["step"])
+        save_yaml(config, run_dir / "config.yaml")
+        (run_dir / "resumed_from.json").write_text(json.dumps({"checkpoint": checkpoint.name, **state}), encoding="utf-8")
+    _barrier()
+    return int(state["step"])

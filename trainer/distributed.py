@@ -112,8 +112,9 @@ def init_distributed(backend: str | None = None) -> DistInfo:
     return _info()
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(*, barrier: bool = True) -> None:
     """Barrier, then destroy the process group (DeepSpeed's view of it too). Safe to call twice.
+    ``barrier=False`` on the way out of an error, when other ranks may never reach the barrier.
 
     Also forgets the HfDeepSpeedConfig kept alive by ``load_model`` under ZeRO-3, so models loaded
     afterwards in this process are ordinary (unpartitioned) modules again, and puts back the
@@ -124,7 +125,8 @@ def shutdown_distributed() -> None:
 
     release_hf_deepspeed_config()
     if dist.is_initialized():
-        dist.barrier()
+        if barrier:
+            dist.barrier()
         if "deepspeed" in sys.modules:
             import deepspeed.comm as ds_comm
 

@@ -53,9 +53,23 @@ def batch_indices(n_items: int, per_step: int, seed: int, step: int) -> list[int
 
 def train(config: TrainConfig, *, resume: bool = False) -> dict:
     """Run (or resume) the configured training; returns the last step's metrics."""
+    init_distributed()
+    try:
+        last = co_evolve(config, resume=resume)
+    except BaseException:
+        # A process group left open aborts the interpreter at exit ("terminate called without an
+        # active exception"), which would turn a clean one-line error into a crash.
+        shutdown_distributed(barrier=False)
+        raise
+    shutdown_distributed()
+    return last
+
+
+def co_evolve(config: TrainConfig, *, resume: bool) -> dict:
+    """The policy-memory co-evolution loop (or a baseline's), from set-up to the last checkpoint."""
     dist = init_distributed()
     main = dist.rank == 0
-    run_dir = components.prepare_run_dir(config, resume=resume, is_main=main)
+    run_dir, resume_from = components.prepare_run_dir(config, resume=resume, is_main=main)
     task = get_task(config.data.task)
     data_path = components.data_path(config)
     train_items = task.split(data_path, "train")
@@ -73,9 +87,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
     tokenizer, student, teacher, reference = components.build_models(config, deepspeed_cfg)
     policy = components.unwrap(student)
     start_step = 0
-    if resume:  # the bank snapshot and metrics go back first, then the engines' state
-        start_step = components.restore_files(config, run_dir)
-        components.restore_engines(config, run_dir, student, teacher)
+    if resume_from is not None:  # the engines' state, then the bank snapshot and metrics
+        start_step = components.restore_checkpoint(config, run_dir, resume_from, student, teacher)
     # The generator of rollouts, policy reflections and validation answers: the student itself
     # (HF generate) or a colocated vLLM engine holding a copy of its weights, synced every step.
     engine = components.build_rollout_engine(config, tokenizer)
@@ -208,7 +221,6 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
         if bank is not None:
             bank.close()
     if engine is not None:
-        engine.close()
-    shutdown_distributed()
+        engine.close()  # before the process group goes (vLLM's own teardown uses it)
     return last
 
