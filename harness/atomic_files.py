@@ -36,3 +36,28 @@ def write_atomically(path: str | Path, write: Callable[[IO], None], *, binary: b
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
     return write_atomically(path, lambda handle: handle.write(text))
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """Raise ``ValueError`` (one line with the fix) when ``path``, a file or folder about to be
+    written, could not be: its closest existing folder must be writable and on a writable file
+    system, and nothing on the way may be a file. Checked before any work, so a long evaluation
+    or scoring run does not fail only at its last step."""
+    path = Path(path).expanduser()
+    existing = path
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise ValueError(f"{what} {path} cannot be created: {existing} is a file, not a folder; "
+                         "choose another location")
+    folder = existing if existing.is_dir() else existing.parent
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise ValueError(f"{what} {path} cannot be written: {folder} is on a read-only file system; "
+                         "choose a writable location (or remount it read-write)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path} cannot be written: no write permission on {folder}; "
+                         "choose a writable location or fix its permissions")

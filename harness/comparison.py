@@ -26,15 +26,24 @@ def kind_of(folder: Path) -> str:
 
 
 def load_eval_summary(folder: Path) -> dict:
-    return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    """An eval folder's summary.json; a damaged one is an error naming the file."""
+    path = folder / "summary.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); run pmd-harness eval again to rewrite it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not isinstance(data.get("tasks"), list):
+        raise ValueError(f"{path} is not a pmd-harness eval summary (no runs); run pmd-harness eval again to rewrite it")
+    return data
 
 
 def training_rows(summaries: Sequence[dict]) -> list[list[str]]:
     rows = []
     for s in summaries:
         entries = s.get("entries") or {}
-        memory = s["memory_mode"] + (" (frozen policy)" if s.get("policy_frozen") else "")
-        rows.append([s["run"], s["algorithm"], memory, str(s["steps"]),
+        # a run folder without config.yaml has no algorithm or memory mode
+        memory = (s["memory_mode"] or "–") + (" (frozen policy)" if s.get("policy_frozen") else "")
+        rows.append([s["run"], s["algorithm"] or "–", memory, str(s["steps"]),
                      "–" if s["final_reward"] is None else f"{s['final_reward']:.3f}",
                      pct(s["final_validation_accuracy"]), pct(s["best_validation_accuracy"]),
                      *(str(entries.get(level, "–")) if entries else "–" for level in ("experience", "insight", "behavior"))])

@@ -36,6 +36,10 @@ def sciknoweval(out: Path, source: str, domains: tuple[str, ...], revision: str 
     """
     from tasks.sciknoweval.hub import DOMAINS, write_split_files
 
+    from .atomic_files import check_writable
+
+    check_writable(out, "--out")  # before the download, not after it
+
     sizes = write_split_files(out, domains or DOMAINS, source, revision=revision)
     for domain, (train, test) in sizes.items():
         click.echo(f"{domain}: {train} train / {test} test -> {out / domain}")

@@ -104,6 +104,7 @@ def eval_command(models, tasks, no_memory, memory, compare_memory, memory_k, ret
         device=device, chat_template=chat_template, seed=seed,
         task_metadata={"sciknoweval_dir": str(Path(data_dir).resolve())} if data_dir else {}, overwrite=overwrite,
     )
+    settings.validate()  # cheap checks first, before default_name resolves (and checks) the model
     if not settings.name:
         settings.name = default_name(settings.models[0], settings)
     from .eval_job import run_evaluation

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .eval_report import ResultsFolder, write_json, write_run, write_summary
 from .eval_summary import summarize_run
-from .evaluation import EvalSettings, evaluate_grid
+from .atomic_files import check_writable
+from .evaluation import EvalSettings, evaluate_grid, prepare
 
 
 def _version(package: str) -> str | None:
@@ -54,10 +55,31 @@ def resolved_settings(settings: EvalSettings, records: list[dict]) -> dict:
     }
 
 
+def check_results_location(settings: EvalSettings) -> None:
+    """``--output-dir``/``--name`` can be written: a plain name, not taken (unless --overwrite),
+    and a writable folder (or one that can be created)."""
+    name = settings.name
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"--name {name!r} must be a plain folder name (no '/', not starting with '.')")
+    final = Path(settings.output_dir) / name
+    if final.exists() and not settings.overwrite:
+        raise FileExistsError(f"{final} already exists; choose another --name or pass --overwrite")
+    if final.exists() and not final.is_dir():
+        raise ValueError(f"{final} is a file, not a results folder; choose another --name or --output-dir")
+    check_writable(settings.output_dir, "--output-dir")
+
+
 def run_evaluation(settings: EvalSettings, echo: Callable[[str], None] = print) -> tuple[Path, dict]:
-    """Evaluate, then write the results folder; returns its path and the summary."""
+    """Evaluate, then write the results folder; returns its path and the summary. Every input
+    and the output location are checked before anything is written."""
     settings.validate()
-    folder = ResultsFolder(settings.output_dir, settings.name, settings.overwrite)
+    check_results_location(settings)
+    prepared = prepare(settings)
+    try:
+        folder = ResultsFolder(settings.output_dir, settings.name, settings.overwrite)
+    except BaseException:
+        prepared.close()
+        raise
     records: list[dict] = []
     scaling_ks = settings.ks() if settings.scaling else None
 
@@ -69,7 +91,7 @@ def run_evaluation(settings: EvalSettings, echo: Callable[[str], None] = print) 
         records.append(summarize_run(output, settings.tasks, scaling_ks=scaling_ks))
 
     try:
-        evaluate_grid(settings, on_run=started, on_done=finished)
+        evaluate_grid(settings, on_run=started, on_done=finished, prepared=prepared)
         write_json(folder.path("settings.json"), resolved_settings(settings, records))
         summary = write_summary(folder, settings.name, settings.to_dict(), records, settings.tasks)
     except BaseException:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,8 @@ from .model_paths import ResolvedModel, resolve_model
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 BACKENDS = ("hf", "vllm")
+_BATCH_SIZE = re.compile(r"^(\d+|auto(:\d+)?)$")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
 
 @dataclass
@@ -69,6 +72,21 @@ class EvalSettings:
             raise ValueError(f"--memory-k takes entry counts >= 0 (0 = no memory), got {self.memory_k}")
         if self.samples is not None and self.samples < 1:
             raise ValueError(f"--samples must be at least 1, got {self.samples}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be at least 1 question per task, got {self.limit} "
+                             "(leave it out to evaluate every question)")
+        if self.max_gen_toks is not None and self.max_gen_toks < 1:
+            raise ValueError(f"--max-gen-toks must be at least 1, got {self.max_gen_toks}")
+        if self.temperature < 0:
+            raise ValueError(f"--temperature must be >= 0, got {self.temperature}")
+        if not _BATCH_SIZE.match(str(self.batch_size)) or re.fullmatch(r"(auto:)?0+", str(self.batch_size)):
+            raise ValueError(f"--batch-size takes a number >= 1, auto or auto:N, got {self.batch_size!r}")
+        if self.device is not None and not _DEVICE.match(self.device):
+            raise ValueError(f"unknown --device {self.device!r}: use cpu, cuda or cuda:N")
+        if self.memory or self.compare_memory:
+            from .memory_lm import parse_levels
+
+            parse_levels(self.levels)
         if self.scaling:
             if not self.samples or self.samples < 2:
                 raise ValueError("--scaling needs several samples per question: add --samples N (N >= 2)")
@@ -259,18 +277,57 @@ def run_one(settings: EvalSettings, spec: RunSpec, backend, bank_memory, manager
     return RunOutput(spec, results, samples, chat, seconds)
 
 
-def evaluate_grid(settings: EvalSettings, on_run: Callable[[int, int, RunSpec], None] | None = None,
-                  on_done: Callable[[RunOutput], None] | None = None) -> tuple[list[RunSpec], list[RunOutput]]:
-    """Validate, resolve and evaluate every run. ``on_run`` reports progress; with ``on_done`` each
-    finished run goes to it (and is not returned), else all outputs are returned."""
+@dataclass
+class Prepared:
+    """What an evaluation needs, checked before anything is written: lm-eval's task index, the
+    resolved (and checked) models, and the open banks."""
+
+    manager: object
+    models: list[ResolvedModel]
+    banks: dict[str, object]
+
+    def close(self) -> None:
+        for bank in self.banks.values():
+            bank.close()
+
+
+def prepare(settings: EvalSettings) -> Prepared:
+    """Validate the settings and check every input (models, banks, tasks), cheapest first, before
+    any model loads or any file is written; errors name the problem and the fix."""
     from .memory_lm import BankMemory
 
     settings.validate()
-    manager = task_manager(settings.tasks, settings.task_metadata)
-    check_tasks(settings.tasks, manager)
-    models = [resolve_model(spec) for spec in settings.models]
-    banks = {path: BankMemory(path, retriever=settings.retriever, levels=settings.levels)
-             for path in (settings.memory, settings.compare_memory) if path}
+    if settings.task_metadata.get("sciknoweval_dir") and not Path(settings.task_metadata["sciknoweval_dir"]).is_dir():
+        raise FileNotFoundError(f"--data-dir {settings.task_metadata['sciknoweval_dir']} is not a folder; "
+                                "point it at the SciKnowEval split folder (<domain>/{train,test}.json)")
+    chat = bool(settings.chat_template)  # --chat-template given: the model must have one
+    models = [resolve_model(spec, chat_template=chat) for spec in settings.models]
+    banks: dict[str, object] = {}
+    try:
+        for path in (settings.memory, settings.compare_memory):
+            if path and any(k > 0 for k in settings.memory_k):
+                banks[path] = BankMemory(path, retriever=settings.retriever, levels=settings.levels)
+            elif path:  # k = 0 only: not retrieved from, but its facts go into settings.json
+                from memory_bank import MemoryBank
+
+                MemoryBank.open(path, readonly=True).close()
+        manager = task_manager(settings.tasks, settings.task_metadata)
+        check_tasks(settings.tasks, manager)
+    except BaseException:
+        for bank in banks.values():
+            bank.close()
+        raise
+    return Prepared(manager, models, banks)
+
+
+def evaluate_grid(settings: EvalSettings, on_run: Callable[[int, int, RunSpec], None] | None = None,
+                  on_done: Callable[[RunOutput], None] | None = None,
+                  prepared: Prepared | None = None) -> tuple[list[RunSpec], list[RunOutput]]:
+    """Validate, resolve and evaluate every run (``prepared``: from ``prepare``, else prepared
+    here; its banks are closed at the end). ``on_run`` reports progress; with ``on_done`` each
+    finished run goes to it (and is not returned), else all outputs are returned."""
+    prepared = prepared or prepare(settings)
+    models, banks, manager = prepared.models, prepared.banks, prepared.manager
     runs = plan_runs(settings, models)
     outputs = []
     try:
@@ -286,6 +343,5 @@ def evaluate_grid(settings: EvalSettings, on_run: Callable[[int, int, RunSpec], 
                     outputs.append(output)
             del backend
     finally:
-        for bank in banks.values():
-            bank.close()
+        prepared.close()
     return runs, outputs

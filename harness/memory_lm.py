@@ -49,6 +49,40 @@ def parse_levels(levels: str | Sequence[str]) -> list[str]:
     return parsed
 
 
+def parse_memory_k(value) -> int:
+    """``memory_k`` as lm-eval hands it over (``3``, ``"3"``, ``3.0``) -> 3; anything that is not
+    a whole number >= 1 is an error with the fix."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value.strip())
+    if number is None:
+        raise ValueError(f"memory_k must be a whole number of entries, got {value!r}; e.g. memory_k=3")
+    if number < 1:
+        raise ValueError(f"memory_k must be at least 1, got {number} (use the plain model for no memory)")
+    return number
+
+
+def check_levels_hold_entries(bank, path: Path, levels: Sequence[str], option: str = "--levels") -> None:
+    """A bank with nothing at ``levels`` would give every prompt an empty memory block and still be
+    reported as "k=N": refuse it, saying what the bank does hold."""
+    counts = bank.counts()
+    if any(counts.get(level, 0) for level in levels):
+        return
+    held = {level: counts.get(level, 0) for level in ("experience", "insight", "behavior")}
+    if not any(held.values()):
+        raise ValueError(f"memory bank {path} is empty (no experience, insight or behavior entries); "
+                         "pass a bank written by a pmd-train run")
+    has = ", ".join(f"{n} {level}" for level, n in held.items() if n)
+    joined = ("+" if option.endswith("=") else ",").join(level for level, n in held.items() if n)
+    setting = f"{option}{joined}" if option.endswith("=") else f"{option} {joined}"
+    raise ValueError(f"memory bank {path} holds no {' or '.join(levels)} entries (it holds {has}); "
+                     f"retrieve from the levels it has ({setting}) or pass another bank")
+
+
 def entry_record(entry) -> dict:
     """A retrieved entry as logged with the samples."""
     return {
@@ -61,16 +95,22 @@ class BankMemory:
     """A read-only bank, its retriever, and the settings one evaluation retrieves with."""
 
     def __init__(self, path: str | Path, *, retriever: str = "hybrid",
-                 levels: str | Sequence[str] = DEFAULT_LEVELS, embedding_model: str | None = None) -> None:
+                 levels: str | Sequence[str] = DEFAULT_LEVELS, embedding_model: str | None = None,
+                 levels_option: str = "--levels") -> None:
         from memory_bank import MemoryBank, RetrievalConfig
         from memory_bank.retrieval import BankRetriever
 
         if retriever not in ("hybrid", "bm25", "dense"):
             raise ValueError(f"unknown retriever {retriever!r}: choose hybrid, bm25 or dense")
         self.path = Path(path)
-        self.bank = MemoryBank.open(self.path, readonly=True)
-        self.mode = retriever
         self.levels = parse_levels(levels)
+        self.bank = MemoryBank.open(self.path, readonly=True)
+        try:
+            check_levels_hold_entries(self.bank, self.path, self.levels, levels_option)
+        except BaseException:
+            self.bank.close()
+            raise
+        self.mode = retriever
         model = embedding_model or self.bank.embedding_model
         config = RetrievalConfig(mode=retriever, levels=self.levels,
                                  **({"embedding_model": model} if model else {}))
@@ -112,11 +152,9 @@ class MemoryAugmentedLM(LM):
         super().__init__()
         if memory is None:
             raise ValueError(f"{MODEL_NAME} needs a bank: add memory=PATH/TO/BANK.db to --model_args")
-        self.memory_k = int(memory_k)
-        if self.memory_k < 1:
-            raise ValueError(f"memory_k must be at least 1, got {memory_k} (use the plain model for no memory)")
+        self.memory_k = parse_memory_k(memory_k)
         self.memory = memory if isinstance(memory, BankMemory) else BankMemory(
-            memory, retriever=retriever, levels=levels, embedding_model=embedding_model)
+            str(memory), retriever=retriever, levels=levels, embedding_model=embedding_model, levels_option="levels=")
         if inner is None:
             import lm_eval.models  # noqa: F401  (registers lm-eval's own models: hf, vllm, ...)
 

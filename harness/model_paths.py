@@ -4,15 +4,19 @@
 * a pmd checkpoint folder (``checkpoints/step-N``, holding ``hf/``): its memory-free policy;
 * a pmd-train run folder (holding ``checkpoints/``): its latest complete checkpoint;
 * anything else that looks like ``org/name`` and is not a local path: a hub id, checked with
-  ``transformers.AutoConfig`` (the local hub cache first, then the network).
+  ``pmd.model_check.check_model_spec`` (offline: config, tokenizer and weights in the local hub
+  cache; online: ``transformers.AutoConfig``).
+
+The folder a spec resolves to is checked with ``pmd.model_check.check_model_folder`` (valid
+config.json, tokenizer files, weights), so a broken model is refused before anything loads or is
+written.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from pmd.model_check import check_model_folder, check_model_spec, looks_like_hub_id
 
 
 @dataclass(frozen=True)
@@ -49,20 +53,16 @@ def _resolve_local(spec: str, folder: Path) -> ResolvedModel:
         "checkpoint) or checkpoints/ (a pmd-train run)")
 
 
-def resolve_model(spec: str) -> ResolvedModel:
-    """Resolve ``spec`` (see the module docstring); errors name the problem and the fix."""
+def resolve_model(spec: str, *, what: str = "--model", chat_template: bool = False) -> ResolvedModel:
+    """Resolve ``spec`` (see the module docstring) and check the model it names; errors
+    (``FileNotFoundError``, ``pmd.model_check.ModelFolderError``) name the problem and the fix.
+    ``chat_template``: the model must also have a chat template."""
     folder = Path(spec).expanduser()
     if folder.exists():
-        return _resolve_local(spec, folder)
-    if not _HUB_ID.match(spec) or spec.startswith((".", "/", "~")):
+        resolved = _resolve_local(spec, folder)
+        check_model_folder(resolved.path, what=what, chat_template=chat_template)
+        return resolved
+    if not looks_like_hub_id(spec):
         raise FileNotFoundError(f"model folder {spec} not found; check the path (or give a hub id like Qwen/Qwen3-8B)")
-    from transformers import AutoConfig
-
-    try:
-        AutoConfig.from_pretrained(spec)
-    except (OSError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise FileNotFoundError(
-            f"model {spec!r} is not a local folder and could not be loaded from the Hugging Face hub "
-            f"({reason}); check the id, or download it first (huggingface-cli download {spec})") from None
+    check_model_spec(spec, what=what, chat_template=chat_template)
     return ResolvedModel(spec, spec, spec.split("/")[-1], False)

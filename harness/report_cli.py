@@ -8,6 +8,27 @@ import click
 
 from pmd.errors import reports_user_errors
 
+from .atomic_files import write_text_atomically
+
+
+def check_outputs(kinds: dict[Path, str], out: Path | None) -> None:
+    """Every place the command writes (each training run's report/ folder, ``--out`` and the .json
+    beside it) can be written, checked before anything is."""
+    from .atomic_files import check_writable
+    from .comparison import load_eval_summary
+    from .training_report import REPORT_DIR, load_run
+
+    for folder, kind in kinds.items():
+        if kind == "training":
+            load_run(folder)  # a metrics file with no valid line is an error before any report is written
+            check_writable(folder / REPORT_DIR, "report folder")
+        else:
+            load_eval_summary(folder)
+    if out is not None:
+        if out.suffix == ".json":
+            raise ValueError(f"--out {out} is where the .json goes beside the table; give the table's .md path")
+        check_writable(out, "--out")
+
 
 @click.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -33,10 +54,14 @@ def report(folders: tuple[Path, ...], out: Path | None) -> None:
     from .training_report import summarize_run, training_report
 
     kinds = {folder: kind_of(folder) for folder in folders}  # every path checked before any writing
+    check_outputs(kinds, out)
     training, evals = [], {}
     for folder, kind in kinds.items():
         if kind == "training":
             result = training_report(folder)
+            if result.get("metrics_lines_skipped"):
+                click.echo(f"warning: {folder / 'metrics.jsonl'}: skipped {result['metrics_lines_skipped']} lines that "
+                           "are not a JSON step record (a torn or damaged line); the report uses the rest", err=True)
             # rows are named by folder: two runs may share a run.name in their configs
             training.append(summarize_run(folder) | {"run": folder.name})
             click.echo(f"{folder}: report in {result['out_dir']}")
@@ -51,9 +76,8 @@ def report(folders: tuple[Path, ...], out: Path | None) -> None:
     for diff in coverage:
         click.echo(coverage_sentence(diff))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(comparison_markdown(training, evals, coverage), encoding="utf-8")
-        out.with_suffix(".json").write_text(json.dumps(
+        write_text_atomically(out, comparison_markdown(training, evals, coverage))
+        write_text_atomically(out.with_suffix(".json"), json.dumps(
             {"training": training, "evaluations": evals, "coverage_difference": coverage}, indent=2, default=str) + "\n")
         click.echo(f"comparison: {out}")
 

@@ -2,7 +2,8 @@
 
 Input: JSON lines ``{"id": ..., "response": "..."}``. Output: one JSON line per valid input line,
 in input order, ``{"id", "reward", "passed", "feedback"}``. A bad line (not JSON, missing fields,
-an id the task does not have) is reported with its line number and skipped.
+an id the task does not have) is reported with its line number and skipped; a file with no valid
+line at all is an error, and then no output is written. ``--output`` is checked before scoring.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .atomic_files import write_atomically
+from .atomic_files import check_writable, write_atomically
 from pmd.errors import reports_user_errors
 
 
@@ -41,6 +42,23 @@ def read_responses(path: Path, known_ids) -> tuple[list[tuple[int, str, str]], l
     return items, problems
 
 
+def check_output(output: Path, responses: Path) -> None:
+    """``--output`` can be written and is not the responses file itself."""
+    if output.resolve() == responses.resolve():
+        raise ValueError(f"--output {output} is the --responses file itself; write the scores to another file")
+    check_writable(output, "--output")
+
+
+def no_valid_line_message(responses: Path, problems: list[str]) -> str:
+    """One line for a responses file with nothing to score: empty, or every line bad."""
+    if not problems:
+        return (f"{responses} holds no responses (it is empty); write one JSON line per answer, "
+                '{"id": ..., "response": "..."}')
+    more = f" (and {len(problems) - 1} more bad lines)" if len(problems) > 1 else ""
+    return (f"{responses} holds no valid response line: {problems[0]}{more}; each line must be "
+            '{"id": ..., "response": "..."} with an id of this task')
+
+
 @click.command()
 @click.option("--task", "task_name", required=True, help="Task name, e.g. demo_mcq, sciknoweval_biology, demo_code.")
 @click.option("--responses", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -62,9 +80,13 @@ def score(task_name: str, responses: Path, data: Path | None, output: Path | Non
 
     from tasks.registry import get_task
 
+    if output is not None:
+        check_output(output, responses)
     task = get_task(task_name)
     questions = task.load(data)
     items, problems = read_responses(responses, questions)
+    if not items:
+        raise ValueError(no_valid_line_message(responses, problems))
     for problem in problems:
         click.echo(f"{responses}: {problem} (skipped)", err=True)
     pairs = [(response, questions[qid]) for _, qid, response in items]

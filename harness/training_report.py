@@ -41,6 +41,7 @@ class RunData:
     bank_path: Path | None = None
     bank_counts: dict[str, int] | None = None            # level -> entries, plus question / cluster
     bank_steps: dict[str, list[int | None]] | None = None  # level -> the 0-based step of every entry
+    skipped_lines: int = 0  # metrics lines that were not a step record (broken, torn or foreign)
 
 
 # ----------------------------------------------------------------- reading a run folder
@@ -73,10 +74,31 @@ def _read_bank(path: Path) -> tuple[dict[str, int], dict[str, list[int | None]]]
     return counts, steps
 
 
+def read_metrics_file(path: Path) -> tuple[list[dict], int]:
+    """The step records of a metrics file (``clean_records``: sorted, a step logged twice keeps
+    its last record) and how many non-empty lines were skipped: not JSON (a torn last line of a
+    crash, a damaged line), or no JSON object with an integer ``step``."""
+    from harness.plots import clean_records
+
+    rows, skipped = [], 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                skipped += 1
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool):
+                rows.append(row)
+            else:
+                skipped += 1
+    return clean_records(rows), skipped
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Everything the report needs from a run folder; a clear error when it is not one."""
-    from trainer.metrics import read_metrics
-
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise FileNotFoundError(f"{run_dir} does not exist; {RUN_DIR_HINT}")
@@ -87,12 +109,12 @@ def load_run(run_dir: str | Path) -> RunData:
         missing = f"{METRICS_FILE} nor {BANK_FILE}" if not bank_path.exists() else METRICS_FILE
         raise FileNotFoundError(f"{run_dir} has no {missing}; {RUN_DIR_HINT} "
                                 "(a run writes metrics.jsonl after its first step)")
-    from harness.plots import clean_records
-
-    records = clean_records(read_metrics(metrics_path))
+    records, skipped = read_metrics_file(metrics_path)
     if not records:
-        raise ValueError(f"{metrics_path} holds no complete step record yet; {RUN_DIR_HINT}")
-    data = RunData(run_dir=run_dir, records=records, config=_read_config(run_dir / CONFIG_FILE))
+        unread = f" ({skipped} lines could not be read)" if skipped else ""
+        raise ValueError(f"{metrics_path} holds no complete step record yet{unread}; {RUN_DIR_HINT}")
+    data = RunData(run_dir=run_dir, records=records, config=_read_config(run_dir / CONFIG_FILE),
+                   skipped_lines=skipped)
     if bank_path.is_file():
         data.bank_path = bank_path
         data.bank_counts, data.bank_steps = _read_bank(bank_path)
@@ -175,6 +197,7 @@ def _collect(data: RunData) -> dict:
         "steps": records[-1]["step"],
         "max_steps": _config_get(config, "data", "max_steps"),
         "records": len(records),
+        "metrics_lines_skipped": data.skipped_lines,
         "reward": _curve_stats(_series(records, "reward/mean")),
         "accuracy": _curve_stats(_series(records, "accuracy")),
         "validation_accuracy": _curve_stats(_series(records, "validation/accuracy")),
@@ -241,6 +264,9 @@ def render_markdown(report: dict) -> str:
     if report["task"]:
         rows.append(("task", report["task"]))
     rows.append(("steps", steps))
+    if report.get("metrics_lines_skipped"):
+        rows.append(("metrics lines skipped", f"{report['metrics_lines_skipped']} (not a JSON step record; "
+                                               f"see `{METRICS_FILE}`)"))
 
     def curve(stats: dict | None, fmt) -> str:
         if stats is None:

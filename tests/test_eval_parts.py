@@ -177,7 +177,7 @@ def test_bad_model_specs_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="has no complete checkpoint yet"):
         resolve_model(str(tmp_path / "run"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="could not be loaded from the Hugging Face hub"):
+    with pytest.raises(ValueError, match="not in the local Hugging Face cache and the hub is offline"):
         resolve_model("pmd-no-such-org/no-such-model")
 
 
