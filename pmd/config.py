@@ -5,8 +5,8 @@ validated in ``__post_init__``. This module holds the machinery they share:
 
 * ``from_dict(cls, data)`` builds the dataclass tree, checking every value against its annotation
   (``int``, ``float``, ``str``, ``bool``, ``Literal[...]``, ``Optional[...]``, ``list[...]``,
-  ``dict[str, ...]`` and nested dataclasses). Unknown keys are an error naming the key and the
-  closest valid one.
+  ``dict[str, ...]`` and nested dataclasses; a ``float`` must be finite: ``nan`` and ``inf`` would
+  slip past every range check). Unknown keys are an error naming the key and the closest valid one.
 * ``apply_overrides(data, ["a.b=c", ...], cls)`` edits the raw dict; the override's text is parsed
   by the *target field's* type (``--set run.name=2024`` stays the string "2024").
 * ``to_dict`` / ``dump_yaml`` / ``save_yaml``: YAML is the saved dataclass, so a saved config
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -102,14 +103,19 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # nan passes every "< low" check, inf every "> 0" one
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

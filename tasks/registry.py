@@ -16,6 +16,16 @@ from tasks.verdict import Verdict
 TASKS_DIR = Path(__file__).resolve().parent
 #: Where SciKnowEval split files live when --data is not given (one folder per domain).
 SCIKNOWEVAL_DIR_ENV = "PMD_SCIKNOWEVAL_DIR"
+SCIKNOWEVAL_BUILD = "pmd-harness data sciknoweval --out DIR"
+
+
+class NoDataGiven(FileNotFoundError):
+    """A task whose data lives outside the project was given no location: no path, and the
+    environment variable ``variable`` unset; ``build`` is the command that makes the files."""
+
+    def __init__(self, message: str, *, variable: str, build: str) -> None:
+        super().__init__(message)
+        self.variable, self.build = variable, build
 
 
 @dataclass(frozen=True)
@@ -24,7 +34,8 @@ class TaskSpec:
     ``score(response, item) -> Verdict`` (evaluation), ``train_reward`` (the training reward; the
     same scorer, on the training half of the tests for code tasks) and ``score_many(pairs,
     workers)`` where scoring many at once is faster (parallel code runs). Items have
-    ``question_id`` and ``messages()`` (the student's chat prompt, no memory)."""
+    ``question_id`` and ``messages()`` (the student's chat prompt, no memory). ``hub``: the
+    Hugging Face dataset the task loads when no data is given (None: local files only)."""
 
     name: str
     description: str
@@ -33,6 +44,7 @@ class TaskSpec:
     score_many: Callable[[list[tuple[str, Any]], int | None], list[Verdict]] | None = None
     load_split: Callable[[Path | None, str], list[Any]] | None = None
     train_reward: Callable[[str, Any], Verdict] | None = None
+    hub: str | None = None
 
     def reward(self, response: str, item: Any) -> Verdict:
         return (self.train_reward or self.score)(response, item)
@@ -44,20 +56,30 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r} has no {split} split")
         items = self.load_split(data, split)
         if not items:
-            raise ValueError(f"task {self.name!r}: the {split} split is empty")
+            raise ValueError(f"task {self.name!r}: the {split} split is empty; its split file holds no records")
         return items
 
 
+def _must_exist(data: Path) -> None:
+    if not data.exists():
+        raise FileNotFoundError(f"{data} does not exist; point at the task's split file, or a folder holding "
+                                "train/test split files (train.jsonl, test.jsonl)")
+
+
 # ----------------------------------------------------------------- multiple choice
+def _domain_hint(data: Path) -> str:
+    subdirs = [p.name for p in data.iterdir() if p.is_dir()] if data.is_dir() else []
+    return (f"; it holds {', '.join(sorted(subdirs))}: point at one domain folder, since question ids "
+            "repeat across domains") if subdirs else ""
+
+
 def _mcq_files(data: Path) -> list[Path]:
+    _must_exist(data)
     if data.is_file():
         return [data]
     files = [p for p in (data / "train.json", data / "test.json", data / "train.jsonl", data / "test.jsonl") if p.exists()]
     if not files:
-        subdirs = [p.name for p in data.iterdir() if p.is_dir()] if data.is_dir() else []
-        hint = (f"; it holds {', '.join(sorted(subdirs))}: point at one domain folder, since question ids "
-                "repeat across domains") if subdirs else ""
-        raise FileNotFoundError(f"no train/test split files in {data}{hint}")
+        raise FileNotFoundError(f"no train/test split files in {data}{_domain_hint(data)}")
     return files
 
 
@@ -71,12 +93,13 @@ def _load_mcq(data: Path) -> dict[str, Any]:
 
 
 def _mcq_split_file(data: Path, split: str) -> Path:
+    _must_exist(data)
     if data.is_file():
         return data
     for name in (f"{split}.json", f"{split}.jsonl"):
         if (data / name).exists():
             return data / name
-    raise FileNotFoundError(f"no {split}.json or {split}.jsonl in {data}")
+    raise FileNotFoundError(f"no {split}.json or {split}.jsonl in {data}{_domain_hint(data)}")
 
 
 def _score_mcq(response: str, question) -> Verdict:
@@ -99,9 +122,10 @@ def _sciknoweval_dir(domain: str | None) -> Callable[[Path | None], Path]:
         if data is None:
             root = os.environ.get(SCIKNOWEVAL_DIR_ENV)
             if not root:
-                raise FileNotFoundError(
+                raise NoDataGiven(
                     f"SciKnowEval data not given: pass --data DIR (a domain folder with train/test split "
-                    f"files) or set {SCIKNOWEVAL_DIR_ENV}; `pmd-harness data sciknoweval --out DIR` builds them"
+                    f"files) or set {SCIKNOWEVAL_DIR_ENV}; `{SCIKNOWEVAL_BUILD}` builds them",
+                    variable=SCIKNOWEVAL_DIR_ENV, build=SCIKNOWEVAL_BUILD,
                 )
             data = Path(root)
         if domain is not None and (data / domain).is_dir():
@@ -120,6 +144,7 @@ def _load_code(default: Path | None) -> Callable[[Path | None], dict[str, Any]]:
             problems = load_hub()  # release_v6, SDPO's date window
         else:
             data = data or default
+            _must_exist(data)
             files = sorted(data.glob("*.jsonl")) if data.is_dir() else [data]
             if not files:
                 raise FileNotFoundError(f"no .jsonl problem files in {data}")
@@ -138,6 +163,10 @@ def _code_split(default: Path | None) -> Callable[[Path | None, str], list[Any]]
         data = data or default
         if data is None or data.is_file():
             return list(_load_code(default)(data).values())
+        _must_exist(data)
+        if not (data / f"{split}.jsonl").is_file():
+            raise FileNotFoundError(f"no {split}.jsonl in {data}; a code task's folder holds train.jsonl and test.jsonl "
+                                    "(or point at one .jsonl file)")
         return load_jsonl(data / f"{split}.jsonl")
 
     return load_split
@@ -170,6 +199,7 @@ TASKS: dict[str, TaskSpec] = {
     "livecodebench": TaskSpec(
         "livecodebench", "LiveCodeBench v6 code generation (hub, 2025-02-01..2025-04-30) or --data JSONL",
         _load_code(None), _score_code, _score_code_many, _code_split(None), _train_reward_code,
+        hub="livecodebench/code_generation_lite",
     ),
     "demo_mcq": TaskSpec(
         "demo_mcq", "bundled science / arithmetic multiple choice (60 questions)",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -33,6 +34,23 @@ def main(config_path: str | None, overrides: tuple[str, ...], dry_run: bool, gpu
     deepspeed, e.g. `torchrun --nproc_per_node 8 -m trainer.cli --config ...` or
     `deepspeed --num_gpus 8 --module trainer.cli --config ...`.
 
+    Before anything is loaded or written, the configuration is checked (trainer/preflight.py), by
+    a real run and by --dry-run alike: contradictory settings (e.g. memory settings with algorithm
+    grpo, frozen memory without a bank that holds memory), the task name, the model folders, every
+    record of the data files, the frozen bank. A problem is one `error:` line, exit code 2.
+    Local paths that are missing or broken are errors in both modes. What only the machine that
+    trains needs is an error in a real run but a `note:` line under --dry-run, which loads no
+    weights: a hub model id that is not in the local cache (a real run needs it cached when the hub
+    is offline, HF_HUB_OFFLINE=1), task data from the hub or PMD_SCIKNOWEVAL_DIR when data.path is
+    null, and vLLM for rollout.engine vllm.
+
+    A setting the run would ignore (memory settings without algorithm pmd, teacher settings under
+    grpo, memory.bank outside memory.mode frozen, ...) is an error when it comes from the same
+    place as what makes it ignored (both in the file, or both --set), and a note when it is --set
+    on a file that ignores it; a PMD file run with --set algorithm=sdpo is fine. Choosing an
+    ablation the algorithm lacks (memory.mode, reflection.source, policy.frozen without pmd) is
+    always an error.
+
     --dry-run also prints a per-GPU memory plan (parameters, gradients and optimizer states for
     the ZeRO stage and offload settings, activations, the loss, the EMA teacher, generation's KV
     cache) against the GPUs the config was written for (its hardware section, or --gpus and
@@ -51,10 +69,15 @@ def main(config_path: str | None, overrides: tuple[str, ...], dry_run: bool, gpu
     from pmd.config import dump_yaml, load_config
     from trainer.config import TrainConfig
     from trainer.plan import describe_plan
+    from trainer.preflight import preflight
 
     if not dry_run and (gpus is not None or gpu_memory_gib is not None or as_json):
         raise click.UsageError("--gpus, --gpu-memory-gib and --json go with --dry-run")
     config = load_config(TrainConfig, config_path, overrides)
+    notes = preflight(config, dry_run=dry_run, config_path=config_path, overrides=overrides)
+    if os.environ.get("RANK", "0") == "0":  # one copy of the notes under torchrun / deepspeed
+        for note in notes:
+            click.echo(note, err=True)
     if dry_run:
         from pmd.config import to_dict
         from trainer.memory_plan import memory_plan

@@ -31,11 +31,32 @@ def _at_least(section: str, obj, names: tuple[str, ...], low: float) -> None:
             raise ValueError(f"{section}.{name} must be at least {low}, got {value}")
 
 
+def _optional_at_least(section: str, obj, name: str, low: int) -> None:
+    value = getattr(obj, name)
+    if value is not None and value < low:
+        raise ValueError(f"{section}.{name} must be at least {low} or null, got {value}")
+
+
+def _not_blank(section: str, obj, name: str, fix: str) -> None:
+    value = getattr(obj, name)
+    if value is not None and not value.strip():
+        raise ValueError(f"{section}.{name} is empty; {fix}")
+
+
 @dataclass
 class RunConfig:
     name: str = "pmd-run"
     output_dir: str = "results"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # The run folder is <output_dir>/<name>: a name with a separator, "." or ".." would put it
+        # (and its config.yaml, memory.db and checkpoints) somewhere else.
+        if not self.name.strip() or self.name.strip() in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise ValueError(f"run.name {self.name!r} must be a plain folder name (no '/', not '.' or '..'), "
+                             "e.g. --set run.name=pmd-chemistry; put the parent folder in run.output_dir")
+        _not_blank("run", self, "output_dir", "set the folder runs go under, e.g. --set run.output_dir=results")
+        _at_least("run", self, ("seed",), 0)
 
 
 @dataclass
@@ -46,6 +67,9 @@ class ModelConfig:
     # layer and recompute the layer in the backward pass. The teacher and the GRPO reference run
     # without gradient and need none.
     gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        _not_blank("model", self, "name_or_path", "give a local model folder or a hub id such as Qwen/Qwen3-8B")
 
 
 @dataclass
@@ -62,8 +86,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         _at_least("data", self, ("questions_per_step", "samples_per_question", "max_prompt_tokens",
                                  "max_response_tokens", "epochs"), 1)
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"data.max_steps must be at least 1, got {self.max_steps}")
+        _optional_at_least("data", self, "max_steps", 1)
+        _not_blank("data", self, "task", "name a task, e.g. --set data.task=demo_mcq (pmd-harness tasks lists them)")
+        _not_blank("data", self, "path", "give a split file or folder, or null for the task's default data")
 
 
 @dataclass
@@ -109,7 +134,14 @@ class ReflectionConfig:
             raise ValueError("reflection.source 'model' needs reflection.model (a local path or hub id)")
         if self.source == "endpoint" and not (self.base_url and self.model):
             raise ValueError("reflection.source 'endpoint' needs reflection.base_url and reflection.model")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"reflection.base_url {self.base_url!r} must start with http:// or https://, "
+                             "e.g. http://localhost:8000/v1")
         _at_least("reflection", self, ("max_new_tokens", "max_per_kind"), 1)
+        _at_least("reflection", self, ("temperature", "retries"), 0)
+        if self.temperature == 0 and self.source != "endpoint":  # local models sample: T must be > 0
+            raise ValueError(f"reflection.temperature must be positive with reflection.source '{self.source}' "
+                             "(the model samples its reflections), e.g. 0.7")
 
 
 @dataclass
@@ -171,13 +203,15 @@ class LossConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"loss.alpha must be within [0, 1], got {self.alpha}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"loss.top_k must be at least 1 or null, got {self.top_k}")
+        _optional_at_least("loss", self, "top_k", 1)
         _at_least("loss", self, ("micro_batch_size",), 1)
         _at_least("loss", self, ("logits_chunk_tokens",), 0)
-        if self.max_tokens_per_micro_batch is not None and self.max_tokens_per_micro_batch < 1:
-            raise ValueError(f"loss.max_tokens_per_micro_batch must be at least 1 or null, "
-                             f"got {self.max_tokens_per_micro_batch}")
+        _optional_at_least("loss", self, "max_tokens_per_micro_batch", 1)
+        if self.rollout_is_clip <= 0:
+            raise ValueError(f"loss.rollout_is_clip must be positive (the paper's 2.0), got {self.rollout_is_clip}")
+        if not 0 < self.clip_eps < 1:
+            raise ValueError(f"loss.clip_eps must be within (0, 1) (GRPO's 0.2), got {self.clip_eps}")
+        _at_least("loss", self, ("kl_coef",), 0)
 
 
 @dataclass
@@ -194,6 +228,7 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ValueError(f"optim.lr must be positive, got {self.lr}")
+        _at_least("optim", self, ("weight_decay", "grad_clip"), 0)  # grad_clip 0: no clipping
 
 
 @dataclass
@@ -235,6 +270,10 @@ class LoggingConfig:
     validate_every: int = 5
     validation_questions: int | None = 64   # None: the whole test split
     tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        _at_least("logging", self, ("validate_every",), 0)  # 0: no validation
+        _optional_at_least("logging", self, "validation_questions", 1)
 
 
 @dataclass

@@ -25,9 +25,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from tasks.records import RecordError, json_kind, read_json_lines
+
 HUB_PATH = "livecodebench/code_generation_lite"
 HUB_REVISION = "refs/pr/7"
 SDPO_WINDOW = (date(2025, 2, 1), date(2025, 4, 30))  # inclusive; LiveCodeBench v6's new problems
+RECORD_HELP = ("each line is one JSON object with question_id, question_content, contest_date and "
+               "public_test_cases / private_test_cases")
 
 
 @dataclass(frozen=True)
@@ -78,18 +82,43 @@ class _StringsOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} in test data")
 
 
-def decode_tests(raw) -> tuple[TestCase, ...]:
-    """Tests from a list, a JSON string, or LiveCodeBench's compressed string; ``""`` -> ()."""
+_TESTTYPES = ("stdin", "functional")
+
+
+def _test_case(raw, where: str) -> TestCase:
+    if not isinstance(raw, dict):
+        raise RecordError(f"{where}: a test is a JSON {json_kind(raw)}, not an object with input, output and testtype")
+    missing = [name for name in ("input", "output") if name not in raw]
+    if missing:
+        raise RecordError(f"{where}: a test has no '{missing[0]}'; every test needs input, output and testtype")
+    testtype = str(raw.get("testtype", "stdin"))
+    if testtype not in _TESTTYPES:
+        raise RecordError(f"{where}: testtype {testtype!r} is not one of {', '.join(_TESTTYPES)}")
+    return TestCase(str(raw["input"]), str(raw["output"]), testtype)
+
+
+def decode_tests(raw, where: str = "tests") -> tuple[TestCase, ...]:
+    """Tests from a list, a JSON string, or LiveCodeBench's compressed string; ``""`` -> ().
+    A payload that is none of these is a ``RecordError`` naming ``where`` (the field); a pickle of
+    anything but a string is refused with ``pickle.UnpicklingError``."""
     if isinstance(raw, bytes):
         raw = raw.decode()
     if isinstance(raw, str):
         text = raw.strip()
         if not text:
             return ()
-        if not text.startswith("["):  # base64(zlib(pickle(json))), the private-test form
-            text = _StringsOnly(io.BytesIO(zlib.decompress(base64.b64decode(text)))).load()
-        raw = json.loads(text) if isinstance(text, str) else text
-    return tuple(TestCase(str(t["input"]), str(t["output"]), str(t.get("testtype", "stdin"))) for t in raw or ())
+        try:
+            if not text.startswith("["):  # base64(zlib(pickle(json))), the private-test form
+                text = _StringsOnly(io.BytesIO(zlib.decompress(base64.b64decode(text)))).load()
+            raw = json.loads(text) if isinstance(text, str) else text
+        except (ValueError, zlib.error, EOFError, TypeError) as err:
+            raise RecordError(f"{where} could not be decoded ({type(err).__name__}: {str(err)[:80]}); expected a JSON "
+                              "list of tests or LiveCodeBench's base64(zlib(pickle(json))) form") from None
+    if raw is None:
+        return ()
+    if not isinstance(raw, (list, tuple)):
+        raise RecordError(f"{where} is a JSON {json_kind(raw)}, not a list of tests")
+    return tuple(_test_case(t, where) for t in raw)
 
 
 def encode_private_tests(tests: Iterable[TestCase]) -> str:
@@ -106,19 +135,68 @@ def _parse_date(value) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).replace(tzinfo=None)
 
 
-def problem_from_record(record: Mapping) -> CodeProblem:
-    """One problem from a record in the hub's format (a JSONL line, a parquet or datasets row)."""
+def _required(record: Mapping, name: str, kind: type | None = None):
+    """``record[name]``, present and not empty (and of type ``kind`` when given)."""
+    value = record.get(name)
+    if value is None or value == "":
+        raise RecordError(f"field '{name}' is missing; {RECORD_HELP}")
+    if kind is not None and not isinstance(value, kind):
+        raise RecordError(f"field '{name}' must be a {kind.__name__}, got {json_kind(value)}")
+    return value
+
+
+def _metadata(record: Mapping) -> dict:
     metadata = record.get("metadata") or {}
-    metadata = json.loads(metadata) if isinstance(metadata, str) else dict(metadata)
-    return CodeProblem(
-        question_id=str(record["question_id"]), title=record.get("question_title", ""),
-        content=record["question_content"], platform=record.get("platform", ""),
-        date=_parse_date(record["contest_date"]), difficulty=record.get("difficulty", ""),
-        starter_code=record.get("starter_code") or "", func_name=metadata.get("func_name") or None,
-        public_tests=decode_tests(record.get("public_test_cases")),
-        private_tests=decode_tests(record.get("private_test_cases")),
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            raise RecordError("field 'metadata' is not valid JSON; it holds a JSON object such as "
+                              '{"func_name": "twoSum"}') from None
+    if not isinstance(metadata, Mapping):
+        raise RecordError(f"field 'metadata' is a JSON {json_kind(metadata)}, not an object")
+    return dict(metadata)
+
+
+def _contest_date(record: Mapping) -> datetime:
+    if record.get("contest_date") is None:
+        raise RecordError(f"field 'contest_date' is missing; {RECORD_HELP}")
+    try:
+        return _parse_date(record["contest_date"])
+    except (TypeError, ValueError):
+        raise RecordError(f"field 'contest_date' is {record['contest_date']!r:.40}, not an ISO date "
+                          "such as 2025-02-03T00:00:00") from None
+
+
+def _tests_field(record: Mapping, name: str) -> tuple[TestCase, ...]:
+    try:
+        return decode_tests(record.get(name), f"field '{name}'")
+    except pickle.UnpicklingError as err:
+        raise RecordError(f"field '{name}' is not test data ({err}); re-export the problem") from None
+
+
+def problem_from_record(record: Mapping) -> CodeProblem:
+    """One problem from a record in the hub's format (a JSONL line, a parquet or datasets row);
+    a record that cannot be one is a ``RecordError`` naming the field."""
+    if not isinstance(record, Mapping):
+        raise RecordError(f"a JSON {json_kind(record)}, not an object; {RECORD_HELP}")
+    metadata = _metadata(record)
+    func_name = metadata.get("func_name") or None
+    problem = CodeProblem(
+        question_id=str(_required(record, "question_id")), title=record.get("question_title") or "",
+        content=_required(record, "question_content", str), platform=record.get("platform") or "",
+        date=_contest_date(record), difficulty=record.get("difficulty") or "",
+        starter_code=record.get("starter_code") or "", func_name=func_name,
+        public_tests=_tests_field(record, "public_test_cases"), private_tests=_tests_field(record, "private_test_cases"),
         contest_id=str(record.get("contest_id", "")), metadata=metadata,
     )
+    if not problem.all_tests:
+        raise RecordError("fields 'public_test_cases' and 'private_test_cases' hold no tests; a problem needs "
+                          "at least one test to be scored")
+    if func_name is None and any(t.testtype == "functional" for t in problem.all_tests):
+        raise RecordError("field 'metadata' has no func_name but the tests are functional; add "
+                          '"func_name" (the Solution method to call) to metadata')
+    return problem
 
 
 def in_window(problems: Iterable[CodeProblem], start: date | str | None = None,
@@ -130,18 +208,23 @@ def in_window(problems: Iterable[CodeProblem], start: date | str | None = None,
 
 
 def load_jsonl(path: str | Path) -> list[CodeProblem]:
-    """Problems from a local JSON Lines file in the hub's record format."""
+    """Problems from a local JSON Lines file in the hub's record format; a bad line is an error
+    naming the file, the line number and the field."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no problem file at {path}")
-    problems = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    problems.append(problem_from_record(json.loads(line)))
-                except (ValueError, KeyError, TypeError, zlib.error, pickle.UnpicklingError) as err:
-                    raise ValueError(f"{path}:{number}: not a LiveCodeBench record ({err})") from None
+        what = "a folder, not a problem file" if path.is_dir() else "not found"
+        raise FileNotFoundError(f"no problem file at {path} ({what}); check the path")
+    problems, seen = [], {}
+    for number, record in read_json_lines(path):
+        try:
+            problem = problem_from_record(record)
+            if problem.question_id in seen:
+                raise RecordError(f"field 'question_id' {problem.question_id!r} repeats line "
+                                  f"{seen[problem.question_id]}; problem ids must be unique within a file")
+        except RecordError as err:
+            raise RecordError(f"{path}:{number}: not a LiveCodeBench record: {err}") from None
+        seen[problem.question_id] = number
+        problems.append(problem)
     return problems
 
 
@@ -159,7 +242,14 @@ def load_hub(release: str | None = "release_v6", start: date | str | None = SDPO
     if revision is not None:
         kwargs["revision"] = revision
     rows = datasets.load_dataset(path, release, split=split, **kwargs)
-    return in_window((problem_from_record(row) for row in rows), start, end)
+    return in_window((_hub_problem(row, number, path) for number, row in enumerate(rows, start=1)), start, end)
+
+
+def _hub_problem(row: Mapping, number: int, path: str) -> CodeProblem:
+    try:
+        return problem_from_record(row)
+    except RecordError as err:
+        raise RecordError(f"{path}, row {number}: not a LiveCodeBench record: {err}") from None
 
 
 def split_tests(problem: CodeProblem, seed: int = 0, fraction: float = 0.5) -> tuple[TestCase, ...]:
