@@ -13,6 +13,7 @@ written.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +28,19 @@ class ResolvedModel:
     local: bool
 
 
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    steps = []
-    for folder in (run_dir / "checkpoints").glob("step-*"):
-        suffix = folder.name.removeprefix("step-")
-        if suffix.isdigit() and (folder / "COMPLETE").exists() and (folder / "hf" / "config.json").is_file():
-            steps.append((int(suffix), folder))
-    return max(steps)[1] if steps else None
+def _latest_checkpoint(run_dir: Path) -> Path:
+    """The run's newest checkpoint whose weights verify against its manifest; a newer damaged
+    one is named on stderr and not used. An error with the reasons when there is none."""
+    from trainer.checkpoint import latest_model_checkpoint
+
+    checkpoint, skipped = latest_model_checkpoint(run_dir)
+    if checkpoint is None:
+        reasons = "".join(f"; {name}: {why}" for name, why in skipped)
+        raise FileNotFoundError(f"training run {run_dir} has no checkpoint with intact weights yet{reasons}; "
+                                "point --model at a checkpoints/step-N folder once one is written")
+    for name, why in skipped:
+        print(f"note: {run_dir.name}/checkpoints/{name} is damaged ({why}): not used", file=sys.stderr)
+    return checkpoint
 
 
 def _resolve_local(spec: str, folder: Path) -> ResolvedModel:
@@ -44,9 +51,6 @@ def _resolve_local(spec: str, folder: Path) -> ResolvedModel:
         return ResolvedModel(spec, str(folder / "hf"), f"{folder.parent.parent.name}@{folder.name}", True)
     if (folder / "checkpoints").is_dir():
         checkpoint = _latest_checkpoint(folder)
-        if checkpoint is None:
-            raise FileNotFoundError(f"training run {folder} has no complete checkpoint yet; "
-                                    "point --model at a checkpoints/step-N folder once one is written")
         return ResolvedModel(spec, str(checkpoint / "hf"), f"{folder.name}@{checkpoint.name}", True)
     raise FileNotFoundError(
         f"{folder} is not a model folder: expected config.json (a Hugging Face model), hf/ (a pmd "

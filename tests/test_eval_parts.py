@@ -150,7 +150,10 @@ def tiny(tmp_path_factory):
 def fake_checkpoint(run: Path, step: int, tiny: Path, complete: bool = True) -> Path:
     folder = run / "checkpoints" / f"step-{step:06d}"
     shutil.copytree(tiny, folder / "hf")
-    if complete:
+    if complete:  # as trainer.checkpoint.publish does: the manifest, then the marker
+        from trainer.manifest import write_manifest
+
+        write_manifest(folder)
         (folder / "COMPLETE").write_text("")
     return folder
 

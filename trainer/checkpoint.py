@@ -80,10 +80,14 @@ def _signature(folder: Path) -> tuple:
                         for p in folder.rglob("*") if p.is_file()))
 
 
-def checkpoint_problem(checkpoint: Path, required: tuple[str, ...] = ("hf/", STATE)) -> str | None:
-    """Why ``checkpoint`` is not intact (a short phrase), or None when it is."""
+def checkpoint_problem(checkpoint: Path, required: tuple[str, ...] = ("hf/", STATE),
+                       within: tuple[str, ...] | None = None) -> str | None:
+    """Why ``checkpoint`` is not intact (a short phrase), or None when it is. ``within``: verify
+    only the files under these prefixes (see ``manifest_problem``)."""
     if not (checkpoint / COMPLETE).exists():
         return f"no {COMPLETE} marker"
+    if within is not None:
+        return manifest_problem(checkpoint, required=required, within=within)
     try:
         signature = _signature(checkpoint)
     except OSError as err:
@@ -109,6 +113,18 @@ def select_checkpoint(run_dir: Path, required: tuple[str, ...]) -> tuple[Path | 
 def latest_checkpoint(run_dir: Path, required: tuple[str, ...] = ("hf/", STATE)) -> Path | None:
     """The newest intact checkpoint holding ``required`` (default: weights and state), or None."""
     return select_checkpoint(run_dir, required)[0]
+
+
+def latest_model_checkpoint(run_dir: Path) -> tuple[Path | None, list[tuple[str, str]]]:
+    """For evaluation: the newest checkpoint whose ``hf/`` weights verify (nothing else is read),
+    and the newer ones passed over as ``(name, reason)``."""
+    skipped = []
+    for checkpoint in reversed(step_folders(run_dir)):
+        problem = checkpoint_problem(checkpoint, ("hf/",), within=("hf/",))
+        if problem is None:
+            return checkpoint, skipped
+        skipped.append((checkpoint.name, problem))
+    return None, skipped
 
 
 def staging_path(run_dir: Path, step: int) -> Path:

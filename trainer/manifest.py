@@ -57,19 +57,28 @@ def read_manifest(folder: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
 
 
-def manifest_problem(folder: Path, *, required: tuple[str, ...] = (), sizes_only: bool = False) -> str | None:
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix) for prefix in prefixes)
+
+
+def manifest_problem(folder: Path, *, required: tuple[str, ...] = (), sizes_only: bool = False,
+                     within: tuple[str, ...] | None = None) -> str | None:
     """Why ``folder`` does not verify against its manifest (a short phrase), or None when it does.
 
     ``required``: path prefixes (``"hf/"``, ``"memory.db"``) of which the manifest must list at
     least one file each, so a checkpoint that never held a needed part does not pass either.
+    ``within``: check only the listed files under these prefixes (an evaluation needs ``hf/``
+    alone, and need not hash the optimizer state).
     """
     manifest = read_manifest(folder)
     if manifest is None:
         return f"{MANIFEST} missing or unreadable"
     files: dict = manifest["files"]
     for prefix in required:
-        if not any(name == prefix or name.startswith(prefix) for name in files):
+        if not any(_under(name, (prefix,)) for name in files):
             return f"it holds no {prefix.rstrip('/')}"
+    if within is not None:
+        files = {name: entry for name, entry in files.items() if _under(name, within)}
     for name, entry in sorted(files.items()):
         path = folder / name
         try:

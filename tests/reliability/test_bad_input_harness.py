@@ -18,6 +18,7 @@ import pytest
 
 from cli_checks import assert_refused_untouched, cli_env, run_cli
 from pmd.model_check import ModelFolderError, check_model_folder, check_model_spec
+from trainer.manifest import write_manifest
 
 GOOD_RESPONSE = '{"id": "0", "response": "<answer>C</answer>"}\n'  # demo_mcq question 0
 
@@ -95,6 +96,7 @@ def _runs(folder: Path, tiny: Path) -> dict[str, Path]:
     metrics, and an eval folder whose summary.json is damaged."""
     checkpoint = folder / "lost-weights" / "checkpoints" / "step-000002"
     shutil.copytree(tiny, checkpoint / "hf")
+    write_manifest(checkpoint)  # as trainer.checkpoint.publish does
     (checkpoint / "COMPLETE").write_text("")
     (checkpoint / "hf" / "model.safetensors").unlink()
     broken = folder / "broken-metrics"
@@ -201,7 +203,7 @@ CASES = {
     "eval-checkpoint-lost-weights": lambda w, out: (eval_cmd(w, out, model=w.runs["checkpoint"]), [w.runs["run"]],
                                                     ("hf", "no weights file")),
     "eval-run-latest-lost-weights": lambda w, out: (eval_cmd(w, out, model=w.runs["run"]), [w.runs["run"]],
-                                                    ("step-000002", "no weights file")),
+                                                    ("step-000002", "hf/model.safetensors is missing")),
     "eval-chat-template-missing": lambda w, out: (eval_cmd(w, out, "--chat-template", model=w.broken["no-chat-template"]),
                                                   [w.broken["no-chat-template"]], "no chat template"),
     "eval-hub-id-offline": lambda w, out: (eval_cmd(w, out, model="pmd-test/not-downloaded"), [w.empty_hub],
