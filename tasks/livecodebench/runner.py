@@ -2,18 +2,21 @@
 
 Started as a script (``python -I -B runner.py``) by ``sandbox.run_tests``; standard library only,
 because under bubblewrap this file is all of the project that is visible. Protocol: one JSON job on
-stdin ``{code, inputs, func_name, limits, base}``; on stdout a ``{"ready": true}`` line, then one
-line per test ``{index, status, output, detail, seconds}``. Expected outputs never enter here, so
-the code under test cannot read them.
+stdin ``{code, inputs, func_name, limits, base, landlock}``; on stdout a ``{"ready": true, ...}``
+line, then one line per test ``{index, status, output, detail, seconds}``. Expected outputs never
+enter here, so the code under test cannot read them.
 
 The code is compiled once; each test runs in a forked child that, before running it, redirects
-stdin/stdout/stderr to files, sets resource limits, installs a seccomp filter and an audit hook,
-then either executes the program (stdin tests) or calls ``Solution().<func_name>(*args)``.
+stdin/stdout/stderr to files, sets resource limits, restricts its file access with Landlock where
+the kernel has it, installs a seccomp filter and an audit hook, then either executes the program
+(stdin tests) or calls ``Solution().<func_name>(*args)``. Each test starts in an empty working
+directory, and the runner stops a test that fills it past the disk limit.
 """
 from __future__ import annotations
 
 import builtins
 import errno
+import fcntl
 import io
 import json
 import linecache
@@ -23,6 +26,7 @@ import platform
 import resource
 import select
 import signal
+import stat
 import struct
 import sys
 import time
@@ -30,6 +34,8 @@ import traceback
 
 SOLUTION = "<solution>"
 _EXIT_ERROR, _EXIT_MEMORY, _EXIT_OUTPUT, _EXIT_SETUP = 1, 3, 4, 71
+_POLL_S = 0.05  # how often the runner checks the working directory's size while a test runs
+_MAX_ENTRIES = 10000  # more files than this in the working directory counts as filling the disk
 
 # LiveCodeBench executes every solution after this import block (lcb_runner testing_util), so
 # LeetCode starter code may use List, Optional, defaultdict, ... without importing them.
@@ -39,39 +45,71 @@ HEADER = "".join(f"from {m} import *\n" for m in _MODULES) + "".join(f"import {m
     + "sys.setrecursionlimit(50000)\n"
 
 # ------------------------------------------------------------------ seccomp (kernel-level refusals)
-# System calls refused to the code under test, per architecture (AUDIT_ARCH value, numbers). New
-# processes (fork bombs), execve (shells escape the audit hook), sockets, and calls that only
-# root-level escapes need. clone is allowed only with CLONE_THREAD, so threads keep working.
+# System calls refused to the code under test, per architecture: (AUDIT_ARCH value, refused numbers,
+# numbers of the calls allowed only with some arguments). Refused: new processes (fork bombs),
+# execve (shells escape the audit hook), sockets, signals by pid or pidfd (the runner and the grader
+# are not the code's to kill), leaving the process group, raising limits, io_uring (it performs
+# file and socket operations this filter never sees), memfd (memory outside RLIMIT_AS), the kernel
+# keyring, and what root (rlimits mode run as root keeps its capabilities) could do to the whole
+# machine from Python without an audit event: set the clock, take real-time priority, read the
+# kernel log, mount, load modules, open files by handle.
 _SYSCALLS = {
     "x86_64": (0xC000003E, dict(
-        fork=57, vfork=58, clone=56, clone3=435, execve=59, execveat=322, socket=41, kill=62,
-        tkill=200, ptrace=101, process_vm_readv=310, process_vm_writev=311, mount=165, umount2=166,
-        pivot_root=155, chroot=161, unshare=272, setns=308, reboot=169, init_module=175,
-        finit_module=313, delete_module=176, kexec_load=246, kexec_file_load=320, bpf=321,
-        perf_event_open=298, mknod=133, mknodat=259, open_tree=428, move_mount=429, fsopen=430,
-        fsmount=432, mount_setattr=442, swapon=167, swapoff=168, sethostname=170, settimeofday=164)),
+        fork=57, vfork=58, clone3=435, execve=59, execveat=322, socket=41, kill=62, tkill=200,
+        rt_sigqueueinfo=129, pidfd_open=434, pidfd_send_signal=424, pidfd_getfd=438, ptrace=101,
+        process_vm_readv=310, process_vm_writev=311, process_madvise=440, kcmp=312, setsid=112,
+        setpgid=109, setrlimit=160, memfd_create=319, userfaultfd=323, io_uring_setup=425,
+        io_uring_enter=426, io_uring_register=427, add_key=248, request_key=249, keyctl=250,
+        mount=165, umount2=166, pivot_root=155, chroot=161, unshare=272, setns=308, reboot=169,
+        init_module=175, finit_module=313, delete_module=176, kexec_load=246, kexec_file_load=320,
+        bpf=321, perf_event_open=298, mknod=133, mknodat=259, open_tree=428, move_mount=429,
+        fsopen=430, fsmount=432, mount_setattr=442, swapon=167, swapoff=168, sethostname=170,
+        setdomainname=171, settimeofday=164, clock_settime=227, clock_adjtime=305, adjtimex=159,
+        setpriority=141, sched_setscheduler=144, sched_setparam=142, sched_setattr=314, ioprio_set=251,
+        migrate_pages=256, move_pages=279, syslog=103, acct=163, quotactl=179, iopl=172, ioperm=173,
+        vhangup=153, name_to_handle_at=303, open_by_handle_at=304, fanotify_init=300, lookup_dcookie=212),
+        dict(clone=56, tgkill=234, rt_tgsigqueueinfo=297, prlimit64=302, prctl=157, ioctl=16)),
     "aarch64": (0xC00000B7, dict(
-        clone=220, clone3=435, execve=221, execveat=281, socket=198, kill=129, tkill=130, ptrace=117,
-        process_vm_readv=270, process_vm_writev=271, mount=40, umount2=39, pivot_root=41, chroot=51,
-        unshare=97, setns=268, reboot=142, init_module=105, finit_module=273, delete_module=106,
-        kexec_load=104, kexec_file_load=294, bpf=280, perf_event_open=241, mknodat=33,
-        open_tree=428, move_mount=429, fsopen=430, fsmount=432, mount_setattr=442, swapon=224,
-        swapoff=225, sethostname=161, settimeofday=170)),
+        clone3=435, execve=221, execveat=281, socket=198, kill=129, tkill=130, rt_sigqueueinfo=138,
+        pidfd_open=434, pidfd_send_signal=424, pidfd_getfd=438, ptrace=117, process_vm_readv=270,
+        process_vm_writev=271, process_madvise=440, kcmp=272, setsid=157, setpgid=154, setrlimit=164,
+        memfd_create=279, userfaultfd=282, io_uring_setup=425, io_uring_enter=426,
+        io_uring_register=427, add_key=217, request_key=218, keyctl=219, mount=40, umount2=39,
+        pivot_root=41, chroot=51, unshare=97, setns=268, reboot=142, init_module=105,
+        finit_module=273, delete_module=106, kexec_load=104, kexec_file_load=294, bpf=280,
+        perf_event_open=241, mknodat=33, open_tree=428, move_mount=429, fsopen=430, fsmount=432,
+        mount_setattr=442, swapon=224, swapoff=225, sethostname=161, setdomainname=162,
+        settimeofday=170, clock_settime=112, clock_adjtime=266, adjtimex=171, setpriority=140,
+        sched_setscheduler=119, sched_setparam=118, sched_setattr=274, ioprio_set=30, migrate_pages=238,
+        move_pages=239, syslog=116, acct=89, quotactl=60, vhangup=58, name_to_handle_at=264,
+        open_by_handle_at=265, fanotify_init=262, lookup_dcookie=18),
+        dict(clone=220, tgkill=131, rt_tgsigqueueinfo=240, prlimit64=261, prctl=167, ioctl=29)),
 }
+_CLONE_THREAD, _PR_SET_PDEATHSIG = 0x00010000, 1
+# FS_IOC_SETFLAGS (and its 32-bit form), FS_IOC_FSSETXATTR: chattr +i as root would leave
+# undeletable files behind in the working directory.
+_IOCTLS_REFUSED = (0x40086602, 0x40046602, 0x401C5820)
 
 
-def seccomp_program() -> bytes | None:
-    """The classic-BPF filter as bytes (8 bytes per instruction), or None on an unknown platform."""
+def seccomp_program(pid: int | None = None) -> bytes | None:
+    """The classic-BPF filter as bytes (8 bytes per instruction), or None on an unknown platform.
+
+    ``pid`` is the process the filter is for: signals from tgkill (``raise``, ``abort``,
+    ``signal.pthread_kill``) may target only it; without it they are refused too.
+    """
     entry = _SYSCALLS.get(platform.machine()) if sys.platform.startswith("linux") else None
     if entry is None:
         return None
-    arch, numbers = entry
+    arch, refused, checked = entry
     allow, refuse = 0x7FFF0000, 0x00050000  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | errno
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ/JGE/JSET|K, RET|K
     code: list[bytes] = []
 
     def op(opcode: int, k: int, jt: int = 0, jf: int = 0) -> None:
         code.append(struct.pack("=HBBI", opcode, jt, jf, k))
+
+    def arg(index: int, high: bool = False) -> int:  # offset of a 32-bit half of seccomp_data.args[i]
+        return 16 + 8 * index + 4 * high  # both architectures here are little-endian
 
     op(ld, 4)  # seccomp_data.arch: any other ABI (e.g. 32-bit int 0x80) gets nothing at all
     op(jeq, arch, 1, 0)
@@ -80,28 +118,42 @@ def seccomp_program() -> bytes | None:
     if platform.machine() == "x86_64":  # the x32 ABI numbers syscalls from 0x40000000
         op(jge, 0x40000000, 0, 1)
         op(ret, refuse | errno.EPERM)
-    for name, number in numbers.items():
-        if name != "clone":
-            action = {"fork": errno.EAGAIN, "vfork": errno.EAGAIN, "clone3": errno.ENOSYS}.get(name, errno.EPERM)
-            op(jeq, number, 0, 1)  # ENOSYS for clone3 makes glibc fall back to clone (threads)
-            op(ret, refuse | action)
-    op(jeq, numbers["clone"], 0, 3)
-    op(ld, 16)  # low word of args[0], the clone flags
-    op(jset, 0x00010000, 1, 0)  # CLONE_THREAD: a thread, allowed; anything else is a new process
-    op(ret, refuse | errno.EAGAIN)
+    for name, number in refused.items():
+        action = {"fork": errno.EAGAIN, "vfork": errno.EAGAIN, "clone3": errno.ENOSYS}.get(name, errno.EPERM)
+        op(jeq, number, 0, 1)  # ENOSYS for clone3 makes glibc fall back to clone (threads)
+        op(ret, refuse | action)
+    # Each block below ends in a return on every path, so the next one still sees nr loaded.
+    blocks = {
+        # clone: only with CLONE_THREAD (a thread); anything else is a new process
+        "clone": [(ld, arg(0)), (jset, _CLONE_THREAD, 0, 1), (ret, allow), (ret, refuse | errno.EAGAIN)],
+        # prlimit64: reading limits (new_limit NULL) only, never raising them or touching others'
+        "prlimit64": [(ld, arg(2)), (jeq, 0, 0, 3), (ld, arg(2, True)), (jeq, 0, 0, 1), (ret, allow),
+                      (ret, refuse | errno.EPERM)],
+        # prctl: everything but clearing the parent-death signal (which would outlive the runner)
+        "prctl": [(ld, arg(0)), (jeq, _PR_SET_PDEATHSIG, 0, 1), (ret, refuse | errno.EPERM), (ret, allow)],
+        "ioctl": [(ld, arg(1)), *[(jeq, cmd, len(_IOCTLS_REFUSED) - i, 0) for i, cmd in enumerate(_IOCTLS_REFUSED)],
+                  (ret, allow), (ret, refuse | errno.EPERM)],
+    }
+    for name in ("tgkill", "rt_tgsigqueueinfo"):  # the target thread group must be this process
+        blocks[name] = [(ret, refuse | errno.EPERM)] if pid is None else \
+            [(ld, arg(0)), (jeq, pid, 0, 1), (ret, allow), (ret, refuse | errno.EPERM)]
+    for name, body in blocks.items():
+        op(jeq, checked[name], 0, len(body))
+        for instruction in body:
+            op(*instruction)
     op(ret, allow)
     return b"".join(code)
 
 
 def _kernel_helpers():
-    """(install_seccomp, set_parent_death_signal), prepared before forking; None where unavailable."""
+    """(install_seccomp, set_parent_death_signal, libc), prepared before forking; None where
+    unavailable. ``install_seccomp(pid=os.getpid())`` builds the filter for the calling process."""
     try:
         import ctypes  # noqa: PLC0415 (only the runner uses it; the code under test may not)
 
         libc = ctypes.CDLL(None, use_errno=True)
     except (ImportError, OSError):
-        return None, None
-    program = seccomp_program()
+        return None, None, None
 
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
@@ -110,19 +162,110 @@ def _kernel_helpers():
         if libc.prctl(*args) != 0:
             raise OSError(ctypes.get_errno(), f"prctl{args[:2]} failed")
 
-    buffer = ctypes.create_string_buffer(program or b"", len(program or b""))
-    fprog = SockFprog(len(program or b"") // 8, ctypes.cast(buffer, ctypes.c_void_p))
-
-    def install() -> None:
+    def install(pid: int | None = None) -> None:
+        program = seccomp_program(os.getpid() if pid is None else pid)
+        buffer = ctypes.create_string_buffer(program, len(program))
+        fprog = SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
         prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: required to install a filter unprivileged
         prctl(22, 2, ctypes.byref(fprog), 0, 0)  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
 
-    return (install if program else None), (lambda: prctl(1, signal.SIGKILL, 0, 0, 0))  # PDEATHSIG
+    death = lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # noqa: E731
+    return (install if seccomp_program() is not None else None), death, libc
+
+
+# ------------------------------------------------------------------ Landlock (kernel-level file access)
+# Landlock (Linux 5.13+, unprivileged) confines the test child's file access in the kernel: read
+# only the system libraries, the Python installation and the working directory, write only the
+# working directory. It is what keeps host files safe in rlimits mode, where the audit hook alone
+# would be Python-level (and a second wall under bubblewrap). Its ptrace scoping also hides other
+# processes' /proc entries (environ, mem, fd). The syscall numbers are the same on every architecture.
+_LL_CREATE, _LL_ADD_RULE, _LL_RESTRICT = 444, 445, 446
+_LL = dict(execute=1 << 0, write_file=1 << 1, read_file=1 << 2, read_dir=1 << 3, remove_dir=1 << 4,
+           remove_file=1 << 5, make_char=1 << 6, make_dir=1 << 7, make_reg=1 << 8, make_sock=1 << 9,
+           make_fifo=1 << 10, make_block=1 << 11, make_sym=1 << 12, refer=1 << 13, truncate=1 << 14)
+_LL_FILE = _LL["execute"] | _LL["write_file"] | _LL["read_file"] | _LL["truncate"]  # rights a file rule may hold
+LL_READ = _LL["read_file"] | _LL["read_dir"]
+LL_WRITE = LL_READ | _LL["write_file"] | _LL["truncate"] | _LL["remove_dir"] | _LL["remove_file"] \
+    | _LL["make_dir"] | _LL["make_reg"] | _LL["refer"]  # no symlinks, devices, fifos, sockets
+# Besides the Python installation: what the dynamic loader, time zones and locales need.
+SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/etc/ld.so.cache", "/etc/localtime",
+                   "/dev/zero", "/dev/urandom", "/dev/random")
+
+
+def landlock_abi(libc=None) -> int:
+    """The Landlock ABI version this kernel offers; 0 where it has none or it is disabled."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        import ctypes  # noqa: PLC0415
+
+        libc = libc or ctypes.CDLL(None, use_errno=True)
+        version = libc.syscall(ctypes.c_long(_LL_CREATE), None, ctypes.c_long(0), ctypes.c_long(1))
+    except (ImportError, OSError, AttributeError):
+        return 0
+    return max(int(version), 0)
+
+
+def landlock_ruleset(libc, rules: list[tuple[str, int]]) -> int:
+    """A Landlock ruleset fd allowing only ``rules`` ((path, rights) pairs; paths that do not exist
+    are skipped), numbered above the descriptors a test child sets up. Raises OSError if refused."""
+    import ctypes  # noqa: PLC0415
+
+    abi = landlock_abi(libc)
+    if abi < 1:
+        raise OSError(errno.EOPNOTSUPP, "Landlock is not available")
+    handled = (1 << 13) - 1 | (_LL["refer"] if abi >= 2 else 0) | (_LL["truncate"] if abi >= 3 else 0)
+
+    def call(number: int, *args) -> int:
+        result = libc.syscall(ctypes.c_long(number), *args)
+        if result < 0:
+            raise OSError(ctypes.get_errno(), f"landlock syscall {number} failed")
+        return result
+
+    attr = ctypes.create_string_buffer(struct.pack("=Q", handled), 8)  # landlock_ruleset_attr
+    ruleset = call(_LL_CREATE, attr, ctypes.c_long(8), ctypes.c_long(0))
+    try:
+        for path, rights in rules:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    rights &= _LL_FILE
+                rule = ctypes.create_string_buffer(struct.pack("=Qi", rights & handled, fd), 12)
+                call(_LL_ADD_RULE, ctypes.c_long(ruleset), ctypes.c_long(1), rule, ctypes.c_long(0))
+            finally:
+                os.close(fd)
+        high = fcntl.fcntl(ruleset, fcntl.F_DUPFD_CLOEXEC, 100)  # out of the way of fds 0-3
+    finally:
+        os.close(ruleset)
+    return high
+
+
+def landlock_restrict(libc, ruleset: int) -> None:
+    """Confine the calling process (and its threads created later) to ``ruleset``, for good."""
+    import ctypes  # noqa: PLC0415
+
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, required unprivileged
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+    if libc.syscall(ctypes.c_long(_LL_RESTRICT), ctypes.c_long(ruleset), ctypes.c_long(0)) != 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
 
 
 # ------------------------------------------------------------------ audit hook (Python-level)
+# The hook is the first wall in rlimits mode when the kernel has no Landlock, so it must not be
+# disarmable from Python: it uses only values captured when it is made (C functions, tuples,
+# frozensets) passed as default arguments, no global names (the code could rebind this module's
+# globals through sys.modules["__main__"], or builtins, or os.path.realpath, all plain Python), no
+# closure cells (a traceback's frames reach them and cell_contents is writable), and refuses what
+# would reach or rewrite it anyway: gc's object walks, tracing, frame lists of other threads, code
+# object surgery. Path objects other than str/bytes/int are refused: their __fspath__ could answer
+# the hook one path and the call another.
 _DENY = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.killpg",
-         "os.startfile", "sys.remote_exec"}
+         "os.startfile", "sys.remote_exec", "os.symlink", "gc.get_objects", "gc.get_referrers",
+         "gc.get_referents", "sys.settrace", "sys.setprofile", "sys._current_frames", "code.__new__",
+         "sys.monitoring.register_callback", "cpython._PySys_ClearAuditHooks"}
 _DENY_PREFIXES = ("ctypes.", "socket.", "subprocess.", "_winapi.", "winreg.", "sqlite3.", "resource.",
                   "ftplib.", "http.client.", "smtplib.", "poplib.", "imaplib.", "nntplib.", "telnetlib.",
                   "urllib.", "webbrowser.", "pty.", "syslog.")
@@ -131,68 +274,146 @@ _WRITES = {"os.mkdir": [(0, 2)], "os.remove": [(0, 1)], "os.rmdir": [(0, 1)], "o
            "os.chown": [(0, 3)], "os.utime": [(0, 3)], "os.truncate": [(0, None)],
            "os.setxattr": [(0, None)], "os.removexattr": [(0, None)], "os.chflags": [(0, None)],
            "os.lchflags": [(0, None)], "os.rename": [(0, 2), (1, 3)], "os.link": [(0, 2), (1, 3)],
-           "os.symlink": [(1, 2)], "shutil.rmtree": [(0, 1)]}
+           "shutil.rmtree": [(0, 1)]}
 _READS = ("os.listdir", "os.scandir", "os.walk", "os.fwalk", "glob.glob", "glob.glob/2",
           "os.getxattr", "os.listxattr")
 _OPEN_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
+def _canonical(path, dir_fd, tools):
+    """``path`` (str, bytes, int fd or None = the working directory) made absolute, relative to
+    ``dir_fd`` when given, with ``.``, ``..`` and symlinks resolved the way the kernel would, like
+    os.path.realpath. Only ``tools`` is used (no global names): see the comment above."""
+    getcwd, readlink, lstat, kind, decode, failures, number, raw = tools
+    if path is None:
+        return getcwd()
+    if kind(path) is number:
+        path = readlink("/proc/self/fd/%d" % path)
+        return path if path.startswith("/") else ""  # pipe:[...] and the like: never a file to allow
+    if kind(path) is raw:
+        path = decode(path, "utf-8", "surrogateescape")
+    if not path.startswith("/"):
+        base = getcwd() if dir_fd is None or dir_fd == -1 else readlink("/proc/self/fd/%d" % dir_fd)
+        path = base + "/" + path
+    done, todo, hops = [], path.split("/")[::-1], 0
+    while todo:
+        name = todo.pop()
+        if name == "" or name == ".":
+            continue
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        here = "/".join(["", *done, name])
+        try:
+            link = (lstat(here).st_mode & 0o170000) == 0o120000  # S_ISLNK
+        except failures:  # absent (about to be created) or unreadable: taken as written
+            link = False
+        if not link:
+            done.append(name)
+            continue
+        hops += 1
+        if hops > 40:  # ELOOP: the call itself will fail
+            return ""
+        target = readlink(here)
+        if target.startswith("/"):
+            done = []
+        todo.extend(target.split("/")[::-1])
+    return "/".join(["", *done]) or "/"
+
+
+def _inside(path, roots):
+    """Whether ``path`` is one of ``roots`` or below one (no global names, see above)."""
+    for root in roots:
+        if path == root or path.startswith(root + "/"):
+            return True
+    return False
+
+
 def _audit_hook(work: str, readable: tuple[str, ...]):
-    """Refuse writes outside ``work``, reads outside ``readable``, sockets, subprocesses, ctypes."""
-    writable = (work, "/dev/null")
+    """Refuse writes outside ``work``, reads outside ``readable``, symlinks, sockets, subprocesses,
+    ctypes, signals to other processes, and the ways to reach or rewrite the hook itself."""
+    tools = (os.getcwd, os.readlink, os.lstat, type, bytes.decode, (OSError, ValueError), int, bytes)
+    trim = lambda paths: tuple(p.rstrip("/") for p in paths)  # noqa: E731 - "/" becomes "", below everything
+    rules = (frozenset(_DENY), tuple(_DENY_PREFIXES), tuple((k, tuple(v)) for k, v in _WRITES.items()),
+             frozenset(_READS), _OPEN_WRITE, trim((work, "/dev/null")), trim(readable), trim((work,)),
+             (str, bytes, int))
 
-    def resolve(path, dir_fd=None) -> str:
-        if isinstance(path, int):  # a descriptor: find what it points at
-            return os.path.realpath(os.readlink(f"/proc/self/fd/{path}"))
-        path = os.getcwd() if path is None else os.fsdecode(path)
-        if not os.path.isabs(path):
-            base = os.getcwd() if dir_fd in (None, -1) else os.readlink(f"/proc/self/fd/{dir_fd}")
-            path = os.path.join(base, path)
-        return os.path.realpath(path)
-
-    def inside(path: str, roots) -> bool:
-        return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
-
-    def hook(event, args, _deny=frozenset(_DENY)):
-        if event in _deny or event.startswith(_DENY_PREFIXES):
-            raise PermissionError(f"sandbox: {event} is not allowed")
-        if event == "open":
-            path, _, flags = args
-            if isinstance(path, int):  # opening an existing descriptor (e.g. open(1, "w")) is fine
+    def hook(event, args, rules=rules, tools=tools, canonical=_canonical, inside=_inside,
+             refuse=PermissionError, failures=(OSError, ValueError), kind=type, show=repr, size=len,
+             getpid=os.getpid):
+        deny, prefixes, writes, reads, open_write, writable, readable, work_only, paths = rules
+        number = paths[2]
+        if event in deny or event.startswith(prefixes):
+            raise refuse("sandbox: " + event + " is not allowed")
+        if event == "object.__setattr__":  # __code__, __defaults__ ... of the hook's own helpers
+            if args[0] is canonical or args[0] is inside:
+                raise refuse("sandbox: the audit hook's helpers cannot be changed")
+        elif event == "open":
+            path, flags = args[0], args[2]
+            if kind(path) is number:  # opening an existing descriptor (e.g. open(1, "w")) is fine
                 return
-            writing = bool((flags or 0) & _OPEN_WRITE)
-            if not inside(resolve(path), writable if writing else readable):
-                raise PermissionError(f"sandbox: {'writing' if writing else 'reading'} {path!r} is not allowed")
-        elif event in _WRITES:
-            for index, fd_index in _WRITES[event]:
-                dir_fd = args[fd_index] if fd_index is not None else None
-                if not inside(resolve(args[index], dir_fd), (work,)):
-                    raise PermissionError(f"sandbox: {event} on {args[index]!r} is not allowed")
-        elif event in _READS and args and not isinstance(args[0], int):
-            if not inside(resolve(args[0]), readable):
-                raise PermissionError(f"sandbox: listing {args[0]!r} is not allowed")
-        elif event == "os.kill" and args[0] != os.getpid():
-            raise PermissionError("sandbox: signalling other processes is not allowed")
-        elif event == "object.__setattr__" and args[0] is hook:
-            raise PermissionError("sandbox: the audit hook cannot be changed")
+            if kind(path) not in paths:
+                raise refuse("sandbox: open() takes a str or bytes path here")
+            writing = ((flags or 0) & open_write) != 0
+            try:
+                where = canonical(path, None, tools)
+            except failures:
+                where = ""
+            if not inside(where, writable if writing else readable):
+                raise refuse("sandbox: " + ("writing " if writing else "reading ") + show(path) + " is not allowed")
+        elif event == "os.kill":
+            if args[0] != getpid():
+                raise refuse("sandbox: signalling other processes is not allowed")
+        elif event in reads:
+            if args and kind(args[0]) is not number:
+                if args[0] is not None and kind(args[0]) not in paths:
+                    raise refuse("sandbox: " + event + " takes a str or bytes path here")
+                try:
+                    where = canonical(args[0], None, tools)
+                except failures:
+                    where = ""
+                if not inside(where, readable):
+                    raise refuse("sandbox: listing " + show(args[0]) + " is not allowed")
+        else:
+            for name, specs in writes:
+                if name != event:
+                    continue
+                for index, fd_index in specs:
+                    path = args[index]
+                    dir_fd = args[fd_index] if fd_index is not None and fd_index < size(args) else None
+                    if kind(path) not in paths or (dir_fd is not None and kind(dir_fd) is not number):
+                        raise refuse("sandbox: " + event + " takes a str or bytes path here")
+                    try:
+                        where = canonical(path, dir_fd, tools)
+                    except failures:
+                        where = ""
+                    if not inside(where, work_only):
+                        raise refuse("sandbox: " + event + " on " + show(path) + " is not allowed")
 
     return hook
 
 
 # ------------------------------------------------------------------ one test
-def _child(compiled, namespace, text, func_name, limits, paths, work, readable, helpers) -> None:
-    """In the forked child: confine, run, and report through the exit status. Never returns."""
-    install_seccomp, death_signal = helpers
+def _child(compiled, namespace, text, func_name, limits, paths, work, readable, kernel,
+           _exit=os._exit) -> None:
+    """In the forked child: confine, run, and report through the exit status. Never returns.
+    (``_exit`` is bound here because the code under test can rebind ``os._exit``.)"""
+    install_seccomp, death_signal, libc, ruleset, runner = kernel
     try:
         if death_signal is not None:
             death_signal()  # the runner killed -> this child dies too
+            if os.getppid() != runner:  # it died before the signal was armed
+                _exit(_EXIT_SETUP)
         for target, (path, flags) in enumerate(paths):
             fd = os.open(path, flags, 0o600)
             if fd != target:  # the lowest free number may already be the target (the return file)
                 os.dup2(fd, target)
                 os.close(fd)
-        os.closerange(len(paths), 1 << 16)
         os.chdir(work)
+        if ruleset is not None:  # after opening the io files, which lie outside what it allows
+            landlock_restrict(libc, ruleset)
+        os.closerange(len(paths), 1 << 16)
         cpu = math.ceil(limits["time_s"]) + 1
         for name, value in (("RLIMIT_AS", limits["memory_mb"] << 20), ("RLIMIT_CPU", cpu),
                             ("RLIMIT_FSIZE", limits["output_bytes"] + 1), ("RLIMIT_CORE", 0),
@@ -202,7 +423,7 @@ def _child(compiled, namespace, text, func_name, limits, paths, work, readable, 
         stack = 256 << 20 if hard == resource.RLIM_INFINITY else min(hard, 256 << 20)
         resource.setrlimit(resource.RLIMIT_STACK, (stack, hard))
         if install_seccomp is not None:
-            install_seccomp()
+            install_seccomp(os.getpid())
         elif os.getuid() != 0:  # without seccomp, fall back on the per-user process limit
             resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"],) * 2)
         sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="replace", closefd=False)
@@ -211,7 +432,7 @@ def _child(compiled, namespace, text, func_name, limits, paths, work, readable, 
         namespace.update(stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
         sys.addaudithook(_audit_hook(work, readable))
     except BaseException:  # noqa: BLE001 - any set-up failure is the sandbox's, not the code's
-        os._exit(_EXIT_SETUP)
+        _exit(_EXIT_SETUP)
     try:
         try:
             if func_name is None:
@@ -235,17 +456,17 @@ def _child(compiled, namespace, text, func_name, limits, paths, work, readable, 
         sys.stdout.flush()
     except MemoryError:
         os.write(2, b"MemoryError")
-        os._exit(_EXIT_MEMORY)
+        _exit(_EXIT_MEMORY)
     except OSError as err:
         if err.errno == errno.EFBIG:  # RLIMIT_FSIZE: the output limit
-            os._exit(_EXIT_OUTPUT)
+            _exit(_EXIT_OUTPUT)
         _report(err)
     except BaseException as err:  # noqa: BLE001 - every other failure is a runtime error
         _report(err)
-    os._exit(0)
+    _exit(0)
 
 
-def _report(err: BaseException) -> None:
+def _report(err: BaseException, _exit=os._exit) -> None:
     """Write the traceback of the solution's own frames (not the runner's or stdlib's); exit 1."""
     try:
         frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == SOLUTION]
@@ -253,41 +474,100 @@ def _report(err: BaseException) -> None:
         sys.stderr.write(("Traceback (most recent call last):\n" if frames else "") + text)
         sys.stderr.flush()
     finally:
-        os._exit(_EXIT_ERROR)
+        _exit(_EXIT_ERROR)
 
 
-def _wait(pid: int, seconds: float) -> tuple[int, bool]:
-    """Wait for the child at most ``seconds`` of wall time; kill it past that. (status, timed_out)."""
+def _wait(pid: int, seconds: float, over_disk) -> tuple[int, float, str | None]:
+    """Wait for the child at most ``seconds`` of wall time, checking ``over_disk()`` every
+    ``_POLL_S``; kill it when either is exceeded. Returns (status, CPU seconds, why it was stopped:
+    None, "timeout" or "disk")."""
     try:
         fd = os.pidfd_open(pid)
     except (AttributeError, OSError):
-        fd = None
-    timed_out = False
-    if fd is not None:
-        try:
-            timed_out = not select.select([fd], [], [], seconds)[0]
-        finally:
+        fd = None  # kernels before 5.3: poll waitpid instead
+    end, stopped = time.monotonic() + seconds, None
+    try:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                stopped = "timeout"
+                break
+            if fd is not None:
+                if select.select([fd], [], [], min(left, _POLL_S))[0]:
+                    break
+            else:
+                done, status, usage = os.wait4(pid, os.WNOHANG)
+                if done:
+                    return status, usage.ru_utime + usage.ru_stime, None
+                time.sleep(min(left, 0.005))
+            if over_disk():
+                stopped = "disk"
+                break
+    finally:
+        if fd is not None:
             os.close(fd)
-    else:  # kernels before 5.3: poll with a growing sleep
-        end, delay = time.monotonic() + seconds, 0.001
-        while not timed_out:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return status, False
-            timed_out = time.monotonic() >= end
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-    if timed_out:
+    if stopped:
         os.kill(pid, signal.SIGKILL)
-    return os.waitpid(pid, 0)[1], timed_out
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage.ru_utime + usage.ru_stime, stopped
 
 
-def _classify(status: int, timed_out: bool, limits: dict, out_size: int, err: str) -> tuple[str, str]:
-    if timed_out:
+def _disk_used(root: str, limit: int) -> bool:
+    """Whether the files under ``root`` take more than ``limit`` bytes (or are too many to count)."""
+    total, entries, todo = 0, 0, [root]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as listing:
+                for entry in listing:
+                    entries += 1
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    if entries > _MAX_ENTRIES or total > limit:
+                        return True
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+        except OSError:  # removed meanwhile, or made unreadable: it is emptied before the next test
+            continue
+    return False
+
+
+def _full(path: str) -> bool:
+    """Whether the file system holding ``path`` has no space left (the bwrap tmpfs is sized to the
+    disk limit, so code that fills it gets ENOSPC, often before the size checks see it)."""
+    try:
+        return os.statvfs(path).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _empty(root: str) -> None:
+    """Remove everything under ``root``, including what the code made unreadable (chmod 0)."""
+    try:
+        listing = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in listing:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                os.chmod(entry.path, 0o700)
+                _empty(entry.path)
+                os.rmdir(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _classify(status: int, stopped: str | None, cpu: float, limits: dict, out_size: int,
+              err: str) -> tuple[str, str]:
+    if stopped == "timeout":
         return "timeout", f"Time limit exceeded ({limits['time_s']:g} s)"
+    if stopped == "disk":
+        return "error", f"Disk limit exceeded: over {limits['disk_mb']} MB (or {_MAX_ENTRIES} files) written"
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        if sig == signal.SIGXCPU:
+        cpu_limit = math.ceil(limits["time_s"]) + 1
+        # SIGXCPU at the soft CPU limit; SIGKILL at the hard one if the code ignored SIGXCPU.
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= cpu_limit - 0.05):
             return "timeout", f"CPU time limit exceeded ({limits['time_s']:g} s)"
         if sig == signal.SIGXFSZ:
             return "output_limit", f"Output limit exceeded ({limits['output_bytes']} bytes)"
@@ -314,17 +594,28 @@ def _tail(path: str, size: int) -> str:
         return handle.read().decode("utf-8", errors="replace")
 
 
+def _readable(work: str) -> tuple[str, ...]:
+    """What the code may read: the Python installation (sys.path entries inside it, not the
+    project folder an editable install or a .pth file may add) and the working directory."""
+    prefixes = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)]
+    python = [p for p in map(os.path.realpath, sys.path)
+              if any(p == root or p.startswith(root + "/") for root in prefixes)]
+    return tuple(dict.fromkeys(p for p in [*prefixes, *python, work, "/dev/null", "/dev/zero", "/dev/urandom",
+                                           "/usr/share/zoneinfo"] if p and os.path.exists(p)))
+
+
 def main() -> None:
     if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
         sys.path.pop(0)  # this file's folder: its modules must not shadow what the solution imports
-    helpers = _kernel_helpers()
-    if helpers[1] is not None:
-        helpers[1]()  # the caller killed or gone -> this runner (and, in turn, its test child) dies
+    install_seccomp, death_signal, libc = _kernel_helpers()
+    if death_signal is not None:
+        death_signal()  # the caller killed or gone -> this runner (and, in turn, its test child) dies
     job = json.loads(sys.stdin.buffer.read())
     limits, func_name, inputs = job["limits"], job["func_name"], job["inputs"]
     work, io_dir = os.path.join(job["base"], "work"), os.path.join(job["base"], "io")
     os.makedirs(work, exist_ok=True)
     os.makedirs(io_dir, exist_ok=True)
+    work = os.path.realpath(work)
 
     def emit(message: dict) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
@@ -340,26 +631,38 @@ def main() -> None:
         detail = "".join(traceback.format_exception_only(type(err), err))
         emit({"index": 0, "status": "compile_error", "detail": detail})
         return
-    readable = tuple(dict.fromkeys(os.path.realpath(p) for p in
-                                   [sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, work,
-                                    "/dev/null", "/dev/zero", "/dev/urandom", "/usr/share/zoneinfo"]
-                                   if p and os.path.exists(p)))
+    readable = _readable(work)
+    ruleset, landlock = None, "off"
+    if job.get("landlock", True) and libc is not None:
+        try:
+            ruleset = landlock_ruleset(libc, [(p, LL_READ) for p in (*SYSTEM_READABLE, *readable)]
+                                       + [("/dev/null", _LL["read_file"] | _LL["write_file"] | _LL["truncate"]),
+                                          (work, LL_WRITE)])
+            landlock = landlock_abi(libc)
+        except OSError as err:  # no Landlock in this kernel: the audit hook is the file wall
+            landlock = f"unavailable ({err.strerror or err})"
+    kernel = (install_seccomp, death_signal, libc, ruleset, os.getpid())
     write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     names = ["stdin", "stdout", "stderr"] + ([] if func_name is None else ["return"])
     paths = [(os.path.join(io_dir, n), os.O_RDONLY if n == "stdin" else write) for n in names]
-    emit({"ready": True, "seccomp": helpers[0] is not None})
+    emit({"ready": True, "seccomp": install_seccomp is not None, "landlock": landlock})
+    disk = limits.get("disk_mb", 256) << 20
     for index, text in enumerate(inputs):
+        os.chmod(work, 0o700)  # the code may have made it unreadable
+        _empty(work)  # every test starts from an empty working directory
         with open(paths[0][0], "w", encoding="utf-8") as handle:
             handle.write(text if func_name is None else "")
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            _child(compiled, dict(namespace), text, func_name, limits, paths, work, readable, helpers)
-        status, timed_out = _wait(pid, limits["time_s"])
+            _child(compiled, dict(namespace), text, func_name, limits, paths, work, readable, kernel)
+        status, cpu, stopped = _wait(pid, limits["time_s"], lambda: _disk_used(work, disk))
         seconds = time.monotonic() - start
+        if stopped is None and (_disk_used(work, disk) or (status and _full(work))):
+            stopped = "disk"  # filled it faster than the checks came, or filled the bwrap tmpfs
         result_path = paths[-1][0] if func_name is not None else paths[1][0]
         size = os.path.getsize(result_path) if os.path.exists(result_path) else 0
-        name, detail = _classify(status, timed_out, limits, size, _tail(paths[2][0], 4000))
+        name, detail = _classify(status, stopped, cpu, limits, size, _tail(paths[2][0], 4000))
         output = ""
         if name == "ok":
             with open(result_path, "rb") as handle:

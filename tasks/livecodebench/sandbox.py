@@ -15,14 +15,19 @@ Isolation has two modes (``sandbox_mode()``; override with ``PMD_SANDBOX=bubblew
   plain child process working in a fresh temporary directory.
 
 In both modes each test child gets: resource limits (address space, CPU seconds, file size = the
-output limit, open files, processes when not root), a wall-clock limit enforced by the runner, a
-seccomp filter (see ``runner.seccomp_program``) that refuses new processes, ``execve``, sockets and
-mount/ptrace-style escapes at the kernel level, and a Python audit hook that refuses writes outside
-the working directory, reads outside the Python installation, sockets, subprocesses, signals to
-other processes and ``ctypes``. In rlimits mode the audit hook is what keeps files outside the work
-directory safe, which is best effort (Python-level only); bubblewrap enforces it in the kernel.
-Killing the runner's process group (it runs in its own session) ends everything: the test child
-shares the group and also has a parent-death signal; under bwrap the PID namespace dies with it.
+output limit, open files, processes when not root), a wall-clock limit and a disk limit on its
+working directory enforced by the runner, a fresh empty working directory, a Landlock ruleset
+where the kernel has Landlock (reads only of the system libraries, the Python installation and the
+working directory; writes only there), a seccomp filter (see ``runner.seccomp_program``) that
+refuses new processes, ``execve``, sockets, signals to other processes, leaving the process group
+and mount/ptrace-style escapes at the kernel level, and a Python audit hook that refuses the same
+file accesses, sockets, subprocesses, signals and ``ctypes`` with clear messages. In rlimits mode
+Landlock is what keeps files outside the work directory safe; on a kernel without it that falls to
+the audit hook alone, which is hardened against being disarmed from Python but, being Python-level,
+is best effort (``PMD_SANDBOX_LANDLOCK=0`` turns Landlock off, to test exactly that). Bubblewrap
+enforces it with mount namespaces. Killing the runner's process group (it runs in its own session)
+ends everything: the test child cannot leave the group (seccomp) and also has a parent-death
+signal; under bwrap the PID namespace dies with it.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from dataclasses import asdict, dataclass
 
 MODES = ("bubblewrap", "rlimits")
 ENV_VAR = "PMD_SANDBOX"
+LANDLOCK_VAR = "PMD_SANDBOX_LANDLOCK"  # "0": no Landlock ruleset for the test children
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")  # run as a script
 _STARTUP_S = 15.0  # runner start-up allowance on a loaded machine (bwrap + interpreter + imports)
 
@@ -55,7 +61,7 @@ class Limits:
     time_s: float = 6.0
     memory_mb: int = 4096
     output_bytes: int = 16 << 20
-    disk_mb: int = 256  # size of the bwrap tmpfs holding the work directory
+    disk_mb: int = 256  # the working directory's size limit (and the bwrap tmpfs size)
     processes: int = 256  # RLIMIT_NPROC (threads count too); the kernel ignores it for root
 
 
@@ -145,15 +151,16 @@ def sandbox_mode() -> str:
 
 def sandbox_info() -> dict:
     """The mode in force and why, for logs and reports."""
+    from tasks.livecodebench.runner import landlock_abi, seccomp_program  # noqa: PLC0415
+
     probe = _probe_bwrap()
     return {"mode": sandbox_mode(), "bwrap": shutil.which("bwrap"), "bwrap_error": probe.get("error"),
-            "bwrap_userns": probe.get("variant", (None,))[0], "seccomp": _seccomp_supported()}
+            "bwrap_userns": probe.get("variant", (None,))[0], "seccomp": seccomp_program() is not None,
+            "landlock": landlock_abi() if _landlock_wanted() else 0}
 
 
-def _seccomp_supported() -> bool:
-    from tasks.livecodebench.runner import seccomp_program  # noqa: PLC0415
-
-    return seccomp_program() is not None
+def _landlock_wanted() -> bool:
+    return os.environ.get(LANDLOCK_VAR, "1").strip() != "0"
 
 
 def _child_env() -> dict:
@@ -180,7 +187,7 @@ def run_tests(code: str, inputs: list[str], *, func_name: str | None = None, lim
         cmd, base = [], host_dir
     cmd += [sys.executable, "-I", "-B", RUNNER]
     job = json.dumps({"code": code, "inputs": list(inputs), "func_name": func_name,
-                      "limits": asdict(limits), "base": base}).encode()
+                      "limits": asdict(limits), "base": base, "landlock": _landlock_wanted()}).encode()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, env=_child_env(), cwd=host_dir)
     runs: list[TestRun] = []
@@ -194,23 +201,51 @@ def run_tests(code: str, inputs: list[str], *, func_name: str | None = None, lim
                     runs.append(TestRun(len(runs), "timeout", detail="the run exceeded its overall deadline"))
                 stopped = True
                 break
-            message = json.loads(line)
-            if message.get("ready"):
+            run = _parse(line, len(runs))
+            if run is None:
                 ready = True
                 continue
-            run = TestRun(**message)
             runs.append(run)
-            if run.status == "compile_error" or (on_result is not None and on_result(run) is False):
+            if run.status in ("compile_error", "crashed") or (on_result is not None and on_result(run) is False):
                 stopped = True
                 break
     finally:
         stderr = _stop(proc)
-        shutil.rmtree(host_dir, ignore_errors=True)
+        _remove_tree(host_dir)
     if not runs and not ready:
         raise SandboxError(f"the sandbox runner did not start ({mode}): {stderr[-800:]}")
     if not stopped and len(runs) < len(inputs):  # the runner died mid-test: the code's doing
         runs.append(TestRun(len(runs), "crashed", detail="the sandbox ended before the test finished"))
     return runs
+
+
+def _parse(line: bytes, index: int) -> TestRun | None:
+    """The runner's line as a TestRun, None for its "ready" line; a line that is not the runner's
+    protocol (which only a broken sandbox would let through) is a crash of test ``index``."""
+    try:
+        message = json.loads(line)
+        if message.get("ready"):
+            return None
+        run = TestRun(**message)
+        if run.index != index:
+            raise ValueError(f"result for test {run.index}, expected {index}")
+        return run
+    except (ValueError, TypeError, AttributeError) as err:
+        return TestRun(index, "crashed", detail=f"the sandbox sent an unreadable result ({err})")
+
+
+def _remove_tree(path: str) -> None:
+    """Delete ``path`` even where the code under test made folders unreadable (chmod 0), without
+    following symlinks out of it."""
+    for root, dirs, _ in os.walk(path):  # top-down: each folder is opened up before it is listed
+        for name in dirs:
+            folder = os.path.join(root, name)
+            try:
+                if not os.path.islink(folder):  # nothing runs any more: no race with the check
+                    os.chmod(folder, 0o700)
+            except OSError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _feed(proc: subprocess.Popen, job: bytes) -> None:
@@ -249,9 +284,15 @@ def _stop(proc: subprocess.Popen) -> str:
         pass
     try:
         _, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:  # something still holds the pipe; the group is dead anyway
-        proc.kill()
-        _, err = proc.communicate()
+    except subprocess.TimeoutExpired:  # something outside the group still holds the pipes: the
+        proc.kill()  # grader must return anyway, so stop reading them instead of waiting on it
+        for stream in (proc.stdout, proc.stderr):
+            stream.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        err = b"(the sandbox's pipes stayed open after it was killed)"
     return (err or b"").decode(errors="replace")
 
 
