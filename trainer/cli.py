@@ -21,7 +21,9 @@ from pmd.errors import reports_user_errors
               help="With --dry-run: memory of one GPU in GiB. Default: hardware.gpu_memory_gib of the config.")
 @click.option("--json", "as_json", is_flag=True,
               help="With --dry-run: print one JSON object with config, plan and memory_plan instead of text.")
-@click.option("--resume", is_flag=True, help="Continue results/<run.name> from its newest intact checkpoint (one that verifies against its manifest); a run with no checkpoint yet starts from step 0.")
+@click.option("--resume", is_flag=True,
+              help="Continue results/<run.name> from its newest intact checkpoint (one that verifies against "
+                   "its manifest); a run with no checkpoint yet starts from step 0.")
 # The deepspeed launcher passes --local_rank=N; the rank is read from the environment instead.
 @click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True)
 @reports_user_errors
