@@ -103,7 +103,8 @@ def test_teacher_context_carries_retrieved_memory_within_budget(tiny):
     assert "Balance redox" not in text  # only the top-2 retrieved behaviors
     assert FACT in text and "Guessing a random city" not in text  # the most confident insight only
     assert "A correct solution from an earlier attempt" in text and "<think>" not in text
-    assert "Correct solution:\n\nQuillon" in text and "Wrong answer." in text  # sibling + own feedback
+    # The sibling's solution; the own feedback only goes in without one (SDPO's reference default).
+    assert "Correct solution:\n\nQuillon" in text and "Wrong answer." not in text
     assert "Correct solution:" not in right.messages[-1]["content"]  # not its own answer back
     assert wrong.tokens == count(wrong.messages) <= 4000 and view.hits == 1
     # A tight budget drops memory (lowest priority first) but keeps the question and the feedback.

@@ -1,8 +1,11 @@
 """The teacher context's token budget under the REAL Qwen3 tokenizer and chat template.
 
-Only budget behaviour is pinned here, not the teacher prompt's wording (which may change): the real
-token count (chat template + generation prompt) stays within the budget, items go lowest priority
-first, the system prompt and question are never cut, reasoning blocks cost nothing.
+Budget behaviour: the real token count (chat template + generation prompt) stays within the budget,
+items go lowest priority first, the system prompt and question are never cut, reasoning blocks cost
+nothing. And the templated teacher prompt of SDPO's reference: the reprompt text is the whole user
+turn, the system turn is kept, and the chat template is applied as the reference applies it
+(``apply_chat_template(..., add_generation_prompt=True, enable_thinking=True)``, verl/trainer/ppo/
+ray_trainer.py), so the teacher's ids are the reference's ids.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from collections.abc import Mapping
 import pytest
 
 from pmd.model_shapes import load_qwen3_tokenizer
+from trainer.rollout import chat_ids
 from trainer.teacher_context import (
     DEFAULT_PRIORITY, LAYOUT, ContextParts, build_teacher_context, chat_token_counter, strip_reasoning,
 )
@@ -133,3 +137,23 @@ def test_a_budget_below_the_bare_question_reports_over_budget(count):
     assert context.over_budget and context.messages == STUDENT and not context.has_signal
     assert context.tokens == bare
     assert not build_teacher_context(STUDENT, overflowing_parts(), count, budget_tokens=bare).over_budget
+
+
+def test_the_templated_sdpo_teacher_prompt_is_the_references(tokenizer, count):
+    solution = strip_reasoning(REASONING + "Nitrogen is about 78% of the atmosphere. <answer>B</answer>")
+    context = build_teacher_context(STUDENT, ContextParts(solution=[solution]), count, 100_000)
+    text = tokenizer.apply_chat_template(context.messages, tokenize=False, add_generation_prompt=True)
+    assert text == (
+        "<|im_start|>system\nYou are a careful scientist. Answer with <answer>LETTER</answer>.<|im_end|>\n"
+        "<|im_start|>user\nWhich gas makes up most of Earth's atmosphere?\n"
+        "A: oxygen\nB: nitrogen\nC: argon\nD: carbon dioxide"
+        "\nCorrect solution:\n\nNitrogen is about 78% of the atmosphere. <answer>B</answer>"
+        "\n\nCorrectly solve the original question.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    # The ids the teacher scores (ours: template text, then tokenized) are the reference's
+    # (template tokenized in one call, thinking enabled, the data config's default).
+    reference = tokenizer.apply_chat_template(context.messages, tokenize=True, add_generation_prompt=True,
+                                              enable_thinking=True)
+    reference = list(reference["input_ids"] if isinstance(reference, Mapping) else reference)
+    assert chat_ids(tokenizer, context.messages) == reference and context.tokens == len(reference)

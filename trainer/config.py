@@ -167,14 +167,38 @@ class TeacherConfig:
     update: Literal["ema", "live"] = "ema"
     ema_rate: float = 0.05
     context_budget_tokens: int = 4096
-    include_solution: bool = True            # a successful sibling, reasoning removed
-    include_feedback: bool = True            # the verifier's feedback on the student's attempt
+    # The in-batch context. The defaults give the SDPO reference's teacher prompt byte for byte
+    # (lasgroup/SDPO, verl/trainer/config/actor/actor.yaml, section self_distillation; the names in
+    # parentheses are its settings); trainer.teacher_context has the template.
+    # A successful sibling's response as "Correct solution:", the first in batch order (the
+    # reference always does this; false: feedback and memory only).
+    include_solution: bool = True
+    # The verifier's feedback on the sample's own attempt, when non-empty (include_environment_feedback).
+    include_feedback: bool = True
+    # false: feedback only when no solution is given (environment_feedback_only_without_solution:
+    # True); true: both, the feedback after the solution.
+    feedback_with_solution: bool = False
+    # true: the feedback of a successful attempt too, as the reference does; false: only when the
+    # attempt failed (reward below memory.limits.success_threshold).
+    feedback_on_success: bool = True
+    # A sample's own success is never its solution (dont_reprompt_on_self_success).
     dont_reprompt_on_self_success: bool = True
+    # <think>...</think> blocks are removed from the sibling's and the past solution
+    # (remove_thinking_from_demonstration).
+    remove_thinking_from_demonstration: bool = True
+    # Also <reasoning>...</reasoning> blocks (the SciKnowEval answer format's); the reference keeps them.
+    remove_reasoning_from_demonstration: bool = False
     priority: list[str] = field(default_factory=lambda: list(DEFAULT_PRIORITY))
 
     def __post_init__(self) -> None:
         if not 0 < self.ema_rate <= 1:
             raise ValueError(f"teacher.ema_rate must be within (0, 1], got {self.ema_rate}")
+        if self.feedback_with_solution and not (self.include_solution and self.include_feedback):
+            raise ValueError("teacher.feedback_with_solution: true needs teacher.include_solution and "
+                             "teacher.include_feedback both true (it adds the feedback next to the solution)")
+        if not self.feedback_on_success and not self.include_feedback:
+            raise ValueError("teacher.feedback_on_success: false has no effect with teacher.include_feedback: "
+                             "false; leave it true")
         if sorted(self.priority) != sorted(LAYOUT):
             raise ValueError(f"teacher.priority must order exactly {', '.join(LAYOUT)}")
         _at_least("teacher", self, ("context_budget_tokens",), 1)

@@ -1,10 +1,12 @@
 """The memory side of a training step (rank 0 only): experiences in, teacher contexts out.
 
 ``record_experiences`` stores the verified rollouts (level 0). ``teacher_contexts`` builds, for
-every sample, what its self-teacher sees: SDPO's in-batch context (a successful sibling with its
-reasoning removed; the feedback on the sample's own failed attempt) and, for PMD, the memory of
-its question (retrieved behaviors, the question's insights, a past correct solution), fitted to
-the token budget by ``trainer.teacher_context``.
+every sample, what its self-teacher sees: SDPO's in-batch context, chosen as the SDPO reference
+does by default (the first successful sibling other than the sample itself, ``<think>`` blocks
+removed; the sample's own non-empty feedback, whatever its reward, only when no solution is given;
+see ``TeacherConfig`` for the other choices) and, for PMD, the memory of its question (retrieved
+behaviors, the question's insights, a past correct solution), fitted to the token budget by
+``trainer.teacher_context``.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from memory_bank import Experience, MemoryBank
-from trainer.config import TrainConfig
+from trainer.config import TeacherConfig, TrainConfig
 from trainer.reflection import QuestionAttempts
 from trainer.sequences import Sample
 from trainer.teacher_context import ContextParts, TeacherContext, build_teacher_context, strip_reasoning
@@ -67,9 +69,39 @@ class MemoryView:
         insight_texts = [r["text"] for r in insights[:memory.insights_per_question]]
         past = [e for e in self.bank.experiences(item.question_id)
                 if e["reward"] >= memory.limits.success_threshold and e["step"] < self.step]
-        past_solution = [strip_reasoning(max(past, key=lambda e: (e["step"], e["id"]))["response"])] if past else []
+        past_solution = []
+        if past:
+            latest = max(past, key=lambda e: (e["step"], e["id"]))["response"]
+            past_solution = [strip_reasoning(latest, demonstration_tags(self.config.teacher))]
         self.hits += bool(behaviors or insight_texts or past_solution)
         return behaviors, insight_texts, past_solution
+
+
+def demonstration_tags(teacher: TeacherConfig) -> tuple[str, ...]:
+    """The reasoning blocks removed from a demonstration (sibling or past solution)."""
+    return (("think",) if teacher.remove_thinking_from_demonstration else ()) + \
+        (("reasoning",) if teacher.remove_reasoning_from_demonstration else ())
+
+
+def in_batch_parts(sample: Sample, group: Sequence[Sample], teacher: TeacherConfig,
+                   success: float) -> tuple[list[str], list[str]]:
+    """SDPO's in-batch context for ``sample``: its (solution, feedback) sections, each 0 or 1 item.
+
+    Solution: the first sibling in ``group`` (batch order) with reward >= ``success``, not the
+    sample itself with ``dont_reprompt_on_self_success``. Feedback: the sample's own, when it is a
+    non-blank string; by default whatever the reward and only when no solution is given.
+    """
+    solution = []
+    if teacher.include_solution:
+        peers = [s for s in group
+                 if s.reward >= success and not (teacher.dont_reprompt_on_self_success and s is sample)]
+        if peers:
+            solution = [strip_reasoning(peers[0].text, demonstration_tags(teacher))]
+    text = sample.feedback
+    wanted = (teacher.include_feedback and isinstance(text, str) and bool(text.strip())
+              and (teacher.feedback_on_success or sample.reward < success)
+              and (teacher.feedback_with_solution or not solution))
+    return solution, [text] if wanted else []
 
 
 def teacher_contexts(samples: Sequence[Sample], items: dict, memory: MemoryView, config: TrainConfig,
@@ -82,12 +114,7 @@ def teacher_contexts(samples: Sequence[Sample], items: dict, memory: MemoryView,
         item = items[qid]
         behaviors, insights, past_solution = memory.parts(item) if config.uses_memory else ([], [], [])
         for sample in group:
-            solution = []
-            if teacher.include_solution:
-                peers = [s for s in group if s.reward >= success and not (teacher.dont_reprompt_on_self_success and s is sample)]
-                if peers:
-                    solution = [strip_reasoning(peers[0].text)]
-            feedback = [sample.feedback] if teacher.include_feedback and sample.reward < success and sample.feedback else []
+            solution, feedback = in_batch_parts(sample, group, teacher, success)
             parts = ContextParts(behaviors=list(behaviors), insights=list(insights), past_solution=list(past_solution),
                                  solution=solution, feedback=feedback)
             contexts.append((sample, build_teacher_context(item.messages(), parts, count_tokens,

@@ -1,16 +1,29 @@
 """The memory-conditioned self-teacher's context: what the teacher sees that the student does not.
 
-SDPO's teacher prompt (arXiv 2601.20802, reference configuration) re-asks the question with a
-correct solution from a sibling rollout and/or the feedback on the student's own failed attempt:
+SDPO's teacher prompt, byte for byte as the reference runs it (lasgroup/SDPO,
+``verl/trainer/config/actor/actor.yaml``, section ``self_distillation``: ``reprompt_template``,
+``solution_template`` and ``feedback_template``, YAML ``|-`` blocks, so no trailing newline): the
+last user turn becomes
 
-    {question}{solution}{feedback}\\n\\nCorrectly solve the original question.\\n
+    {question}{solution}{feedback}\\n\\nCorrectly solve the original question.
 
-PMD (arXiv 2607.01480) adds memory before those sections: behaviors retrieved for the question
-(top-K by the bank's hybrid retrieval), the question's own insights, and a past successful
-solution of the question from experience memory. The student's system prompt and question are
-never shortened; when the context exceeds its token budget, whole items are dropped from the
-lowest-priority section first (by default: the past solution, then behaviors from the least
-relevant, then insights from the least confident, then the sibling solution, then the feedback).
+with ``{solution} = \\nCorrect solution:\\n\\n{a successful sibling}`` and
+``{feedback} = \\nThe following is feedback from your unsuccessful earlier attempt:\\n\\n{feedback}``,
+each empty when absent; with neither, the question is left exactly as the student saw it. Which
+solution and which feedback go in (first successful sibling other than the sample, ``<think>``
+blocks removed; feedback only when there is no solution, also on a successful attempt) is decided
+by ``trainer.memory_step`` from ``TeacherConfig``.
+
+PMD (arXiv 2607.01480) adds memory before the solution, in the same ``\\n{title}\\n\\n{body}``
+style: behaviors retrieved for the question (top-K by the bank's hybrid retrieval), the question's
+own insights, and a past successful solution of the question from experience memory:
+
+    {question}{behaviors}{insights}{past_solution}{solution}{feedback}\\n\\nCorrectly solve the original question.
+
+The student's system prompt and question are never shortened; when the context exceeds its token
+budget, whole items are dropped from the lowest-priority section first (by default: the past
+solution, then behaviors from the least relevant, then insights from the least confident, then the
+sibling solution, then the feedback).
 """
 from __future__ import annotations
 
@@ -18,8 +31,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-CLOSING = "\n\nCorrectly solve the original question.\n"
-_THINKING = re.compile(r"<(think|reasoning)>.*?</\1>\s*", re.DOTALL)
+#: The reference's ``reprompt_template`` after ``{prompt}{solution}{feedback}``.
+CLOSING = "\n\nCorrectly solve the original question."
+#: Every section, as the reference's ``solution_template`` / ``feedback_template``.
+SECTION_TEMPLATE = "\n{title}\n\n{body}"
 
 SECTION_TITLES = {
     "behaviors": "Skills and mistakes to avoid from related questions:",
@@ -32,10 +47,21 @@ SECTION_TITLES = {
 LAYOUT = ("behaviors", "insights", "past_solution", "solution", "feedback")
 DEFAULT_PRIORITY = ("feedback", "solution", "insights", "behaviors", "past_solution")
 
+_BLOCKS = {tag: re.compile(rf"<{tag}>.*?</{tag}>\s*", re.DOTALL) for tag in ("think", "reasoning")}
 
-def strip_reasoning(text: str) -> str:
-    """Remove ``<think>…</think>`` and ``<reasoning>…</reasoning>`` blocks from a demonstration."""
-    return _THINKING.sub("", text).strip()
+
+def strip_reasoning(text: str, tags: Sequence[str] = ("think",)) -> str:
+    """Remove ``<tag>…</tag>`` blocks (and the whitespace after each) from a demonstration.
+
+    The default is the reference's ``remove_thinking_from_demonstration``: ``<think>`` blocks only,
+    nothing else touched. ``tags=("think", "reasoning")`` also removes the ``<reasoning>`` blocks
+    that the SciKnowEval answer format asks for (which the reference keeps).
+    """
+    for tag in tags:
+        if tag not in _BLOCKS:
+            raise ValueError(f"unknown reasoning tag {tag!r}; known: {', '.join(_BLOCKS)}")
+        text = _BLOCKS[tag].sub("", text)
+    return text
 
 
 @dataclass
@@ -73,11 +99,15 @@ def _render_section(section: str, items: Sequence[str]) -> str:
         body = "\n".join(f"- {item}" for item in items)
     else:
         body = "\n\n".join(items)
-    return f"\n\n{SECTION_TITLES[section]}\n\n{body}"
+    return SECTION_TEMPLATE.format(title=SECTION_TITLES[section], body=body)
 
 
 def render(student_messages: Sequence[dict], parts: ContextParts) -> list[dict]:
-    """Teacher messages: the student's, with the last user turn extended by the context."""
+    """Teacher messages: the student's, with the last user turn extended by the context.
+
+    Earlier turns (the system prompt) are kept as they are; without any section the last turn is
+    the student's question unchanged (the reference's "no signal" case).
+    """
     messages = [dict(m) for m in student_messages]
     question = messages[-1]["content"]
     sections = "".join(_render_section(s, parts.items(s)) for s in LAYOUT)
