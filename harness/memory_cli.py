@@ -12,12 +12,34 @@ from pmd.errors import reports_user_errors
 from .tables import print_json, print_kv, print_table
 
 LEVEL_CHOICE = click.Choice(["experience", "insight", "behavior"])
+KINDS = {"experience": (), "insight": ("strategy", "lesson"), "behavior": ("skill", "mistake-to-avoid")}
 
 
 def _open(path: str, *, write: bool = False, create: bool = False):
     from memory_bank import MemoryBank
 
     return MemoryBank.open(path, readonly=not write, create=create)
+
+
+def _check_bank(path: str) -> int:
+    """Validate BANK read-only (before a slow model load or any write); returns its schema version."""
+    from memory_bank.bankfile import inspect_bank_file
+
+    return inspect_bank_file(Path(path))
+
+
+def _not_blank(value: str | None, hint: str, what: str) -> None:
+    """A given but empty (or all-blank) text argument is a usage error, not "match everything"."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"{what} is empty; pass a non-blank value", param_hint=hint)
+
+
+def _check_kind(level: str, kind: str | None) -> None:
+    if kind is None or kind in KINDS[level]:
+        return
+    fix = (f"use one of {', '.join(KINDS[level])}" if KINDS[level]
+           else "experiences have no kind; drop --kind or use --level insight or behavior")
+    raise click.BadParameter(f"{kind!r} is not a kind of {level} entries; {fix}", param_hint="--kind")
 
 
 def _levels(text: str) -> list[str]:
@@ -87,6 +109,8 @@ def show(bank: str, level: str, question: str | None, kind: str | None, limit: i
       pmd-harness memory show results/demo/bank.db --level behavior
       pmd-harness memory show results/demo/bank.db --level experience --question demo-mcq-3
     """
+    _not_blank(question, "--question", "the question id")
+    _check_kind(level, kind)
     clauses, params = [], []
     if question:
         clauses.append("question_id = ?")
@@ -131,13 +155,21 @@ def search(bank: str, query: str, k: int, levels: str, retriever: str, fusion: s
       pmd-harness memory search results/demo/bank.db "balance the redox equation" -k 3
     """
     from memory_bank.config import RetrievalConfig
+    from memory_bank.embedding import load_embedder
     from memory_bank.retrieval import BankRetriever
 
+    _not_blank(query, "QUERY", "the query")
+    _not_blank(embedding_model, "--embedding-model", "the embedding model name")
     level_list = _levels(levels)
-    with _open(bank, write=reembed) as opened:
+    with _open(bank) as opened:
         model = embedding_model or opened.embedding_model or RetrievalConfig().embedding_model
         config = RetrievalConfig(embedding_model=model, mode=retriever, fusion=fusion, levels=level_list)
-        results = BankRetriever(opened, config, reembed=reembed).search(query, k)
+        if not reembed:
+            results = BankRetriever(opened, config).search(query, k)
+    if reembed:
+        embedder = load_embedder(model)  # before BANK is opened for writing: a bad model changes nothing
+        with _open(bank, write=True) as opened:
+            results = BankRetriever(opened, config, embedder=embedder, reembed=True).search(query, k)
     if as_json:
         print_json([{key: getattr(r, key) for key in ("level", "id", "uid", "score", "bm25_rank", "dense_rank", "text")}
                     for r in results])
@@ -187,15 +219,9 @@ def merge(dest: str, sources: tuple[str, ...], as_json: bool) -> None:
     Example:
       pmd-harness memory merge combined.db run1/memory.db run2/memory.db
     """
-    from memory_bank.transfer import merge_into
+    from memory_bank.transfer import merge_banks
 
-    for source in sources:
-        if not Path(source).exists():
-            raise click.BadParameter(f"no memory bank at {source}", param_hint="SOURCES")
-    reports = {}
-    with _open(dest, write=True, create=True) as opened:
-        for source in sources:
-            reports[source] = merge_into(opened, source)
+    reports = merge_banks(dest, sources)  # checks every bank before DEST is written or created
     if as_json:
         print_json({src: {"added": r.added, "skipped": r.skipped, "vectors_skipped": r.vectors_skipped}
                     for src, r in reports.items()})
@@ -216,8 +242,10 @@ def migrate(bank: str) -> None:
     """
     from memory_bank.schema import LATEST_VERSION
 
-    with _open(bank, write=True) as opened:
-        version = opened.schema_version
+    version = _check_bank(bank)
+    if version < LATEST_VERSION:  # an up-to-date bank is not opened for writing at all
+        with _open(bank, write=True) as opened:
+            version = opened.schema_version
     click.echo(f"{bank}: schema v{version} (latest v{LATEST_VERSION})")
 
 
@@ -234,6 +262,9 @@ def reembed(bank: str, embedding_model: str) -> None:
     """
     from memory_bank.embedding import load_embedder
 
+    _not_blank(embedding_model, "--embedding-model", "the embedding model name")
+    _check_bank(bank)
+    embedder = load_embedder(embedding_model)  # before BANK is opened for writing
     with _open(bank, write=True) as opened:
-        total = opened.reembed(load_embedder(embedding_model))
+        total = opened.reembed(embedder)
     click.echo(f"{bank}: re-embedded {total} entries with {embedding_model}")

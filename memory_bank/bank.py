@@ -1,11 +1,12 @@
 """The memory bank: one SQLite file holding the three memory levels, with provenance.
 
 Opening is careful: a path that is not a SQLite file, a SQLite file that is not a bank, a bank with
-missing tables or one from a newer schema is rejected with a one-line ``BankError`` *before* any
-write, so the file is left byte-for-byte untouched. Writable banks use WAL journaling, so an
-evaluation can read a bank while a trainer writes it, and every write runs inside a transaction
-(``with bank.transaction(): ...`` groups a whole training step), so a crash never leaves a
-half-written step.
+missing tables, one from a newer schema, a truncated or damaged one (``PRAGMA quick_check``) is
+rejected with a one-line ``BankError`` *before* any write (see ``bankfile.py``), so the file is left
+byte-for-byte untouched; so is a bank opened with an embedder other than its vectors'. Writable
+banks use WAL journaling, so an evaluation can read a bank while a trainer writes it, and every
+write runs inside a transaction (``with bank.transaction(): ...`` groups a whole training step),
+so a crash, a full disk or a read-only mount never leaves a half-written step.
 """
 from __future__ import annotations
 
@@ -20,66 +21,31 @@ import numpy as np
 import sqlite_utils
 
 from . import consolidation
+from .bankfile import (SQLITE_HEADER, inspect_bank_file, make_parents, readonly_uri, remove_bank_files,
+                       remove_created, require_current)
+from .bankfile import connect as _connect
 from .config import BankLimits
 from .embedding import Embedder, decode_vectors, encode_vectors
 from .errors import BankError, EmbeddingMismatchError
 from .records import LEVEL_TABLES, Behavior, Experience, Insight, entry_text, new_uid
-from .schema import LATEST_VERSION, existing_tables, migrate, required_tables, schema_version
+from .schema import existing_tables, migrate, rollback, schema_version
 
-SQLITE_HEADER = b"SQLite format 3\x00"
+__all__ = ["MemoryBank", "SQLITE_HEADER", "inspect_bank_file", "utc_now"]
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves; sqlite-utils nests savepoints inside.
-    conn = sqlite3.connect(target, uri=uri, isolation_level=None, timeout=30, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
-def inspect_bank_file(path: Path) -> int:
-    """Validate ``path`` read-only and return its schema version; raise BankError otherwise."""
-    if path.is_dir():
-        raise BankError(f"{path} is a directory; pass the bank's .db file")
-    with open(path, "rb") as handle:
-        header = handle.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
-        raise BankError(
-            f"{path} is not a memory bank (not a SQLite file); pass a .db written by pmd-train "
-            "or `pmd-harness memory export`"
+def _refuse_other_embedder(conn: sqlite3.Connection, path: Path | None, name: str) -> None:
+    """EmbeddingMismatchError when the bank's vectors came from a model other than ``name``."""
+    row = conn.execute("SELECT value FROM bank_meta WHERE key = 'embedding_model'").fetchone()
+    stored = row[0] if row else None
+    if stored is not None and stored != name:
+        raise EmbeddingMismatchError(
+            f"bank {path or ':memory:'} was embedded with {stored!r}, not {name!r}; use "
+            f"--embedding-model {stored} or re-embed the bank (`pmd-harness memory reembed`)"
         )
-    # With no -wal beside the file nobody is writing it, so open it immutable: a plain read-only
-    # open of a WAL bank would leave -wal/-shm files behind even when we then reject it.
-    flags = "mode=ro" if Path(f"{path}-wal").exists() else "mode=ro&immutable=1"
-    try:
-        conn = _connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
-        try:
-            tables = existing_tables(conn)
-            version = schema_version(conn)
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as err:
-        raise BankError(f"{path} could not be read as SQLite ({err}); the file is damaged") from None
-    if "migrations" not in tables:
-        raise BankError(
-            f"{path} is a SQLite database but not a pmd memory bank (no migrations table)"
-        )
-    if version > LATEST_VERSION:
-        raise BankError(
-            f"{path} has bank schema version {version}, newer than this pmd supports "
-            f"({LATEST_VERSION}); upgrade pmd to read it"
-        )
-    missing = sorted(required_tables(version) - tables)
-    if missing:
-        raise BankError(
-            f"{path} is missing bank tables ({', '.join(missing)}); it is damaged, "
-            "restore it from an export"
-        )
-    return version
 
 
 def _insert_row(record: Experience | Insight | Behavior, now: str) -> dict:
@@ -123,26 +89,37 @@ class MemoryBank:
         limits: BankLimits | None = None,
         embedder: Embedder | None = None,
     ) -> "MemoryBank":
-        """Open the bank at ``path``; ``create`` makes a new one when the path does not exist."""
+        """Open the bank at ``path``; ``create`` makes a new one when the path does not exist.
+
+        An existing file is checked read-only first (``bankfile.inspect_bank_file``: header,
+        length, tables, schema version, ``PRAGMA quick_check``), so a refused file is untouched.
+        """
         path = Path(path)
         if not path.exists():
             if not create or readonly:
                 raise BankError(f"no memory bank at {path}; check the path")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return cls._initialize(_connect(str(path)), path, limits=limits, embedder=embedder)
+            return cls._create(path, limits=limits, embedder=embedder)
         version = inspect_bank_file(path)
         if readonly:
-            if version < LATEST_VERSION:
-                raise BankError(
-                    f"{path} has schema version {version} (current {LATEST_VERSION}); "
-                    f"upgrade it once with `pmd-harness memory migrate {path}`"
-                )
-            # As in inspect_bank_file: immutable when no writer is active (no -wal), so reading a
-            # finished bank leaves no -wal/-shm files beside it; a live bank is read in WAL mode.
-            flags = "mode=ro" if Path(f"{path}-wal").exists() else "mode=ro&immutable=1"
-            conn = _connect(f"{path.resolve().as_uri()}?{flags}", uri=True)
-            return cls(conn, path, readonly=True, limits=limits, embedder=embedder)
+            require_current(path, version)
+            conn = _connect(readonly_uri(path), uri=True)
+            try:
+                return cls(conn, path, readonly=True, limits=limits, embedder=embedder)
+            except BaseException:
+                conn.close()
+                raise
         return cls._initialize(_connect(str(path)), path, limits=limits, embedder=embedder)
+
+    @classmethod
+    def _create(cls, path: Path, *, limits, embedder) -> "MemoryBank":
+        """A new bank file; if making it fails (full disk, ...) the file and new folders go again."""
+        created = make_parents(path)
+        try:
+            return cls._initialize(_connect(str(path)), path, limits=limits, embedder=embedder)
+        except BaseException:
+            remove_bank_files(path)
+            remove_created(created)
+            raise
 
     @classmethod
     def in_memory(cls, *, limits: BankLimits | None = None, embedder: Embedder | None = None) -> "MemoryBank":
@@ -150,17 +127,25 @@ class MemoryBank:
 
     @classmethod
     def _initialize(cls, conn, path, *, limits, embedder) -> "MemoryBank":
-        if path is not None:
-            conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is atomic and consistent under WAL; only an OS crash can lose the last commit.
-            conn.execute("PRAGMA synchronous = NORMAL")
-        migrate(conn, utc_now())
-        bank = cls(conn, path, limits=limits, embedder=embedder)
-        if bank.meta("bank_id") is None:
-            with bank.transaction():
-                bank._set_meta_raw("bank_id", new_uid())
-                bank._set_meta_raw("created_at", utc_now())
-        return bank
+        """Make ``conn`` a writable bank: refuse another embedding model before any write, then
+        WAL journaling and the pending migrations. ``conn`` is closed if this fails."""
+        try:
+            if embedder is not None and "bank_meta" in existing_tables(conn):
+                _refuse_other_embedder(conn, path, embedder.name)
+            if path is not None:
+                conn.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is atomic and consistent under WAL; only an OS crash can lose the last commit.
+                conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(conn, utc_now())
+            bank = cls(conn, path, limits=limits, embedder=embedder)
+            if bank.meta("bank_id") is None:
+                with bank.transaction():
+                    bank._set_meta_raw("bank_id", new_uid())
+                    bank._set_meta_raw("created_at", utc_now())
+            return bank
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()
@@ -194,7 +179,7 @@ class MemoryBank:
             self._set_meta_raw("generation", str(self.generation() + 1))
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            rollback(self.conn)
             raise
         finally:
             self._depth = 0
@@ -417,12 +402,7 @@ class MemoryBank:
         return self.meta("embedding_model")
 
     def _check_embedding_model(self, name: str) -> None:
-        stored = self.embedding_model
-        if stored is not None and stored != name:
-            raise EmbeddingMismatchError(
-                f"bank {self.path or ':memory:'} was embedded with {stored!r}, not {name!r}; use "
-                f"--embedding-model {stored} or re-embed the bank (`pmd-harness memory reembed`)"
-            )
+        _refuse_other_embedder(self.conn, self.path, name)
 
     def _embed_one(self, text: str) -> np.ndarray | None:
         return None if self.embedder is None else self.embedder.encode([text])

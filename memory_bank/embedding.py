@@ -108,8 +108,9 @@ class SentenceTransformerEmbedder:
                 if bars_were_on:
                     hf_logging.enable_progress_bar()
         except Exception as exc:  # hub/network/format errors all mean "not usable"
+            detail = " ".join(str(exc).split())  # one line: hub errors span several
             raise EmbedderLoadError(
-                f"could not load embedding model {name_or_path!r} ({type(exc).__name__}: {exc}). "
+                f"could not load embedding model {name_or_path!r} ({type(exc).__name__}: {detail}). "
                 "If it is a Hugging Face hub id, download it first (e.g. `huggingface-cli "
                 "download ...` on a machine with network access, then copy the cache) or pass "
                 "a local path to a sentence-transformers model directory."

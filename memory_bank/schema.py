@@ -154,7 +154,14 @@ def migrate(conn: sqlite3.Connection, now: str, target: int = LATEST_VERSION) ->
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         applied.append(migration)
     return applied
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already (it rolls back by itself after a full
+    disk or an I/O error, and a second ROLLBACK would hide that error behind its own)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
