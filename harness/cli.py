@@ -5,6 +5,7 @@ import click
 
 from .data_cli import data
 from .eval_cli import eval_command
+from .experiment.cli import experiment
 from .memory_cli import memory
 from .report_cli import report
 from .score_cli import score
@@ -22,11 +23,13 @@ def main() -> None:
       pmd-harness memory stats results/demo/bank.db
       pmd-harness memory search results/demo/bank.db "which option is a noble gas?"
       pmd-harness score --task demo_mcq --responses answers.jsonl
+      pmd-harness experiment run experiments/demo_mcq_mini.yaml
     """
 
 
 main.add_command(data)
 main.add_command(eval_command, name="eval")
+main.add_command(experiment)
 main.add_command(memory)
 main.add_command(report)
 main.add_command(score)

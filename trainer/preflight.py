@@ -59,22 +59,28 @@ from pmd.config import ConfigError, read_yaml
 from trainer.config import TrainConfig
 
 # Teacher settings a GRPO run (no teacher) must leave at their defaults; a token budget is exempt.
-TEACHER_BEHAVIOR = ("update", "ema_rate", "include_solution", "include_feedback", "dont_reprompt_on_self_success",
-                    "priority")
+TEACHER_BEHAVIOR = ("update", "ema_rate", "include_solution", "include_feedback", "feedback_with_solution",
+                    "feedback_on_success", "dont_reprompt_on_self_success", "remove_thinking_from_demonstration",
+                    "remove_reasoning_from_demonstration", "priority")
 _FROZEN_IGNORES = ("memory.behavior_every", "memory.behavior_warmup", "memory.insights_per_question")
 
 
 def preflight(config: TrainConfig, *, dry_run: bool = False, config_path: str | Path | None = None,
-              overrides: Sequence[str] = ()) -> list[str]:
+              overrides: Sequence[str] = (), bank_made_earlier: bool = False) -> list[str]:
     """Check ``config`` (built from ``config_path`` and ``overrides``) before a run or a dry run;
-    raise ``ConfigError`` for the first problem, return note lines (see the module docstring)."""
+    raise ``ConfigError`` for the first problem, return note lines (see the module docstring).
+    ``bank_made_earlier``: a frozen ``memory.bank`` that an earlier run of an experiment will
+    write is not checked yet (only noted)."""
     notes: list[str] = []
     check_ablation_settings(config)
     notes += check_ignored_settings(config, config_path, overrides)
     task = check_task(config)
     notes += check_models(config, dry_run=dry_run)
     notes += check_data(config, task, dry_run=dry_run)
-    check_frozen_bank(config)
+    if bank_made_earlier:
+        notes.append(f"memory.bank {config.memory.bank} is made by an earlier run; checked when this run starts")
+    else:
+        check_frozen_bank(config)
     notes += check_engine(config, dry_run=dry_run)
     return notes
 
