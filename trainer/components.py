@@ -223,6 +223,18 @@ def abstract_behaviors(bank, reflector, embedder, config: TrainConfig, step: int
 
 
 # ----------------------------------------------------------------- metrics and validation
+def metrics_writer(config: TrainConfig, run_dir: Path):
+    """metrics.jsonl, with TensorBoard (``logging.tensorboard``) and W&B (``logging.wandb.project``)."""
+    from pmd.config import to_dict
+    from trainer.metrics import MetricsWriter, WandbSink
+
+    sinks = []
+    if config.logging.wandb.project:
+        sinks.append(WandbSink(config.logging.wandb, run_dir, config.run.name, to_dict(config)))
+    return MetricsWriter(run_dir / "metrics.jsonl", run_dir / "tensorboard" if config.logging.tensorboard else None,
+                         sinks=tuple(sinks))
+
+
 def step_metrics(samples: list[Sample], loss_stats: list[dict], memory_stats: dict, bank) -> dict:
     rewards = [s.reward for s in samples]
     out = {

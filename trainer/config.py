@@ -290,10 +290,24 @@ class HardwareConfig:
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases: every metric of metrics.jsonl and the resolved config, when ``project``
+    is set (needs the ``wandb`` package). W&B's own settings apply otherwise (WANDB_MODE=offline
+    for a machine without network, WANDB_DIR, WANDB_API_KEY)."""
+    project: str | None = None         # null: no W&B logging
+    entity: str | None = None
+    name: str | None = None            # default: run.name (an experiment's runs: <variant>-s<seed>)
+    group: str | None = None           # an experiment sets its name here
+    tags: list[str] = field(default_factory=list)
+    mode: Literal["online", "offline", "disabled"] | None = None  # null: W&B's default (WANDB_MODE)
+
+
+@dataclass
 class LoggingConfig:
     validate_every: int = 5
     validation_questions: int | None = 64   # None: the whole test split
     tensorboard: bool = False
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def __post_init__(self) -> None:
         _at_least("logging", self, ("validate_every",), 0)  # 0: no validation

@@ -25,7 +25,7 @@ from trainer.engine import (
 )
 from trainer.losses.grpo import group_advantages
 from trainer.memory_step import MemoryView, attempt_groups, record_experiences, teacher_contexts
-from trainer.metrics import MetricsWriter, PhaseTimer
+from trainer.metrics import PhaseTimer
 from trainer.reflectors import PolicyReflector
 from trainer.rollout import SamplingConfig, chat_ids, generate_rollouts
 from trainer.objective import step_denominator, train_micro_batch
@@ -109,7 +109,7 @@ def co_evolve(config: TrainConfig, *, resume: bool) -> dict:
     embedder = retriever.embedder if retriever is not None else None
     steps_per_epoch = max(1, len(train_items) // config.data.questions_per_step)
     total_steps = config.data.max_steps or steps_per_epoch * config.data.epochs
-    metrics = MetricsWriter(run_dir / "metrics.jsonl", run_dir / "tensorboard" if config.logging.tensorboard else None) if main else None
+    metrics = components.metrics_writer(config, run_dir) if main else None
     sampling = SamplingConfig(max_new_tokens=config.data.max_response_tokens, temperature=config.sampling.temperature,
                               top_p=config.sampling.top_p, batch_size=config.sampling.generation_batch_size)
     count_tokens = chat_token_counter(tokenizer)

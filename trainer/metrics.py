@@ -1,9 +1,11 @@
-"""Per-step metrics: JSON Lines beside the run (machine-readable), optional TensorBoard, and
-phase timers so every step reports where its time went."""
+"""Per-step metrics: JSON Lines beside the run (machine-readable), optional TensorBoard and
+Weights & Biases, and phase timers so every step reports where its time went."""
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
+import string
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -30,11 +32,44 @@ class PhaseTimer:
         return out
 
 
+class WandbSink:
+    """One W&B run per training run: the resolved config once, then every step's scalars.
+
+    The run's id is kept in ``<run>/wandb-id``, so a resumed training run continues the same W&B
+    run (``resume="allow"``) instead of starting a second one; the steps replayed after a resume
+    are logged again under the same step numbers, as in metrics.jsonl."""
+
+    ID_FILE = "wandb-id"
+
+    def __init__(self, settings, run_dir: Path, run_name: str, config: dict) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("logging.wandb.project is set but the wandb package is not installed: "
+                             "pip install wandb (or set logging.wandb.project to null)") from None
+        id_file = run_dir / self.ID_FILE
+        if id_file.is_file():
+            run_id = id_file.read_text(encoding="utf-8").strip()
+        else:
+            run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+            id_file.write_text(run_id, encoding="utf-8")
+        self._run = wandb.init(project=settings.project, entity=settings.entity, name=settings.name or run_name,
+                               group=settings.group, tags=list(settings.tags) or None, mode=settings.mode,
+                               config=config, id=run_id, resume="allow", dir=str(run_dir))
+
+    def log(self, step: int, values: dict) -> None:
+        self._run.log({k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                      step=step)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
 class MetricsWriter:
     """Appends one JSON object per step to ``metrics.jsonl`` (flushed, so a crash loses nothing
-    already written) and mirrors scalars to TensorBoard when asked."""
+    already written) and mirrors scalars to TensorBoard and W&B (``sinks``) when asked."""
 
-    def __init__(self, path: Path, tensorboard_dir: Path | None = None) -> None:
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None, sinks: tuple = ()) -> None:
         self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "a", encoding="utf-8")
@@ -45,6 +80,7 @@ class MetricsWriter:
             except ImportError:
                 raise ValueError("logging.tensorboard needs the tensorboard package: pip install tensorboard") from None
             self._tb = SummaryWriter(str(tensorboard_dir))
+        self._sinks = list(sinks)
 
     def write(self, step: int, values: dict) -> None:
         record = {"step": step, **values}
@@ -54,11 +90,15 @@ class MetricsWriter:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._tb.add_scalar(key, value, step)
+        for sink in self._sinks:
+            sink.log(step, values)
 
     def close(self) -> None:
         self._handle.close()
         if self._tb is not None:
             self._tb.close()
+        for sink in self._sinks:
+            sink.close()
 
 
 def read_metrics(path: Path) -> list[dict]:

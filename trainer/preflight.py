@@ -16,7 +16,7 @@ What is checked, in this order:
    (``tasks/*/loader.py``: the file, line number and field of the first bad record).
 5. ``memory.mode: frozen``: ``memory.bank`` is a readable bank that holds memory, embedded with
    ``memory.retrieval.embedding_model`` (a frozen bank cannot be re-embedded).
-6. ``rollout.engine: vllm``: vLLM is installed.
+6. ``rollout.engine: vllm``: vLLM is installed; ``logging.wandb.project``: wandb is installed.
 
 Local against remote: a path (model folder, data file, bank) that does not exist or is broken is
 an error in both modes. What only the machine that trains needs is an error only in a real run and
@@ -82,6 +82,7 @@ def preflight(config: TrainConfig, *, dry_run: bool = False, config_path: str | 
     else:
         check_frozen_bank(config)
     notes += check_engine(config, dry_run=dry_run)
+    notes += check_logging(config, dry_run=dry_run)
     return notes
 
 
@@ -339,3 +340,13 @@ def check_engine(config: TrainConfig, *, dry_run: bool) -> list[str]:
     if dry_run:
         return [f"note: {message}; the machine that trains needs it"]
     raise ConfigError(f"{message}: pip install -e '.[vllm]', or set rollout.engine=hf")
+
+
+def check_logging(config: TrainConfig, *, dry_run: bool) -> list[str]:
+    """``logging.wandb.project`` needs the wandb package where the run happens (a note under ``dry_run``)."""
+    if not config.logging.wandb.project or importlib.util.find_spec("wandb") is not None:
+        return []
+    message = "logging.wandb.project is set but the wandb package is not installed here"
+    if dry_run:
+        return [f"note: {message}; the machine that trains needs it"]
+    raise ConfigError(f"{message}: pip install wandb, or set logging.wandb.project=null")

@@ -89,9 +89,10 @@ class Layout:
 
 
 def train_overrides(experiment: ExperimentConfig, run: Run, layout: Layout) -> list[str]:
-    """The variant's overrides, then where the run goes and its seed (these always win)."""
+    """The variant's overrides, then where the run goes, its seed and its W&B group (these always
+    win; the group only matters when the config logs to W&B, whose run name is then the run's)."""
     return [*experiment.variant_overrides(run.variant, run.seed), f"run.output_dir={layout.root / 'runs'}",
-            f"run.name={run.name}", f"run.seed={run.seed}"]
+            f"run.name={run.name}", f"run.seed={run.seed}", f"logging.wandb.group={experiment.name}"]
 
 
 def train_command(experiment: ExperimentConfig, run: Run, layout: Layout) -> list[str]:
