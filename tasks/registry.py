@@ -190,6 +190,12 @@ def _score_code_many(pairs: list[tuple[str, Any]], workers: int | None) -> list[
     return verify_many([(problem, response) for response, problem in pairs], workers)
 
 
+def _score_family_rules(response: str, question) -> Verdict:
+    from tasks.family_rules.verifier import score
+
+    return score(response, question)
+
+
 TASKS: dict[str, TaskSpec] = {
     "demo_code": TaskSpec(
         "demo_code", "bundled coding problems, stdin and functional tests (15 problems)",
@@ -205,6 +211,11 @@ TASKS: dict[str, TaskSpec] = {
         "demo_mcq", "bundled science / arithmetic multiple choice (60 questions)",
         lambda data: _load_mcq(data or TASKS_DIR / "demo_mcq"), _score_mcq,
         load_split=_mcq_split(lambda data: data or TASKS_DIR / "demo_mcq"),
+    ),
+    "family_rules": TaskSpec(
+        "family_rules", "bundled question families, each with a hidden convention its feedback states (120 questions)",
+        lambda data: _load_mcq(data or TASKS_DIR / "family_rules"), _score_family_rules,
+        load_split=_mcq_split(lambda data: data or TASKS_DIR / "family_rules"),
     ),
     "sciknoweval": TaskSpec(
         "sciknoweval", "SciKnowEval L3 multiple choice; --data is one domain's folder or split file",
