@@ -203,8 +203,8 @@ def reflect_and_store(bank, reflector, groups, config: TrainConfig, step: int) -
     result = reflect(reflector, groups, step=step, run_id=config.run.name, model_name=config.model.name_or_path,
                      max_new_tokens=config.reflection.max_new_tokens, max_per_kind=config.reflection.max_per_kind)
     written = write_insights(bank, result.insights)
-    return {"reflection/insights": written, "reflection/failed_requests": result.failed_requests,
-            "reflection/unparsed": result.parsed_empty}
+    return {"reflection/insights": written, "reflection/requests": result.requests,
+            "reflection/failed_requests": result.failed_requests, "reflection/unparsed": result.parsed_empty}
 
 
 def behaviors_due(config: TrainConfig, step: int) -> bool:

@@ -91,6 +91,11 @@ class TeacherContext:
         """m_i in the SDPO loss: does the teacher see anything the student does not?"""
         return any(self.included.values())
 
+    @property
+    def has_memory(self) -> bool:
+        """Does the teacher's context hold anything from the memory bank (PMD's sections)?"""
+        return any(self.included.get(section) for section in ("behaviors", "insights", "past_solution"))
+
 
 def _render_section(section: str, items: Sequence[str]) -> str:
     if not items:

@@ -183,6 +183,55 @@ def memory_growth(results: dict[str, list[RunResult]]) -> dict[str, dict[str, fl
     return out
 
 
+def _mean_of(runs: list[RunResult], key: str, portion: str = "all") -> float | None:
+    """Mean of ``key`` over every logged step of ``runs`` (``portion``: "all", or the "first" /
+    "last" 10% of each run's steps)."""
+    values = []
+    for r in runs:
+        series = [row[key] for row in r.records if isinstance(row.get(key), (int, float))]
+        tenth = max(1, round(len(series) * 0.1))
+        values += {"all": series, "first": series[:tenth], "last": series[-tenth:]}[portion] if series else []
+    return sum(values) / len(values) if values else None
+
+
+def diagnostics(results: dict[str, list[RunResult]]) -> dict[str, dict]:
+    """What explains a result, per variant over all its seeds and steps: how many reflection
+    requests yielded usable lines, how often the teacher's context held memory (and any signal at
+    all), and the teacher-student divergence early and late in training."""
+    out = {}
+    for variant, runs in results.items():
+        rows = [row for r in runs for row in r.records]
+        requests = sum(row.get("reflection/requests", 0) for row in rows)
+        empty = sum(row.get("reflection/unparsed", 0) + row.get("reflection/failed_requests", 0) for row in rows)
+        out[variant] = {
+            "reflection_requests": requests,
+            "reflection_parse_rate": (requests - empty) / requests if requests else None,
+            "insights_written": sum(row.get("reflection/insights", 0) for row in rows),
+            "teacher_with_memory": _mean_of(runs, "teacher/with_memory"),
+            "teacher_with_signal": _mean_of(runs, "teacher/with_signal"),
+            "divergence_first_10pct": _mean_of(runs, "loss/divergence", "first"),
+            "divergence_last_10pct": _mean_of(runs, "loss/divergence", "last"),
+        }
+    return out
+
+
+def _diagnostics_table(table: dict[str, dict]) -> str:
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.0f}%"
+
+    def num(v):
+        return "–" if v is None else f"{v:.4g}"
+
+    lines = ["| variant | reflection requests | parsed into insights | insights written | teacher context with memory | "
+             "teacher context with any signal | divergence, first 10% of steps | divergence, last 10% |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant, d in table.items():
+        lines.append(f"| {variant} | {d['reflection_requests']} | {pct(d['reflection_parse_rate'])} | {d['insights_written']} | "
+                     f"{pct(d['teacher_with_memory'])} | {pct(d['teacher_with_signal'])} | "
+                     f"{num(d['divergence_first_10pct'])} | {num(d['divergence_last_10pct'])} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------- writing
 def _num(value: float | None, percent: bool, signed: bool = False) -> str:
     """A value as the table shows it: percentage points with one decimal, else 3 significant digits."""
@@ -234,7 +283,8 @@ def main_table(metrics: list[Metric], baseline: str) -> str:
 
 
 def summary_markdown(experiment: ExperimentConfig, metrics: list[Metric], coverage: list[dict],
-                     growth: dict[str, dict[str, float]], counts: dict[str, int], plots: list[str]) -> str:
+                     growth: dict[str, dict[str, float]], counts: dict[str, int], plots: list[str],
+                     diagnosis: dict[str, dict] | None = None) -> str:
     spec = experiment.evaluation
     parts = [f"# Experiment `{experiment.name}`", "",
              f"{len(experiment.variants)} variants x {len(experiment.seeds)} seeds ({', '.join(map(str, experiment.seeds))}); "
@@ -262,6 +312,8 @@ def summary_markdown(experiment: ExperimentConfig, metrics: list[Metric], covera
         parts += [f"| {v} | " + " | ".join(f"{g.get(lv, 0):.0f}" for lv in ("experience", "insight", "behavior")) + " |"
                   for v, g in growth.items()]
         parts.append("")
+    if diagnosis:
+        parts += ["## Training diagnostics (all seeds and steps)", "", _diagnostics_table(diagnosis), ""]
     if plots:
         parts += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     return "\n".join(parts)
@@ -280,6 +332,7 @@ def write_report(folder: Path) -> tuple[Path, dict]:
     metrics = build_metrics(experiment, results)
     coverage = coverage_rows(experiment, results)
     growth = memory_growth(results)
+    diagnosis = diagnostics(results)
     out = folder / REPORT_DIR
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +352,8 @@ def write_report(folder: Path) -> tuple[Path, dict]:
     relative = [str(p.relative_to(out)) for p in plots]
     data = {"experiment": experiment.name, "baseline": experiment.baseline, "counts": counts,
             "metrics": [{"name": m.name, "percent": m.percent, "rows": [r.to_dict() for r in m.rows]} for m in metrics],
-            "coverage": coverage, "memory": growth, "plots": relative}
+            "coverage": coverage, "memory": growth, "diagnostics": diagnosis, "plots": relative}
     write_text_atomically(out / "summary.json", json.dumps(data, indent=2))
-    path = write_text_atomically(out / "summary.md", summary_markdown(experiment, metrics, coverage, growth, counts, relative))
+    path = write_text_atomically(out / "summary.md", summary_markdown(experiment, metrics, coverage, growth, counts, relative,
+                                                                            diagnosis))
     return path, data
