@@ -31,8 +31,8 @@ from trainer.manifest import manifest_problem, write_manifest
 COMPLETE = "COMPLETE"
 STATE = "state.json"
 # Files a run writes as it goes; a run with no intact checkpoint cannot continue from them.
-PARTIAL_RUN_FILES = ("metrics.jsonl", "memory.db", "memory.db-wal", "memory.db-shm", "memory.db.restore",
-                     "resumed_from.json", "tensorboard")
+PARTIAL_RUN_FILES = ("metrics.jsonl", "teacher_examples.jsonl", "memory.db", "memory.db-wal", "memory.db-shm",
+                     "memory.db.restore", "resumed_from.json", "tensorboard")
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -208,7 +208,8 @@ def restore_bank(checkpoint: Path, bank_path: Path) -> None:
 
 
 def truncate_metrics(metrics_path: Path, last_step: int) -> None:
-    """Keep only metric rows of steps <= ``last_step`` (the resumed run writes the rest again)."""
+    """Keep only rows of steps <= ``last_step`` of a JSON Lines log (metrics.jsonl,
+    teacher_examples.jsonl): the resumed run writes the rest again."""
     if not metrics_path.exists():
         return
     kept = []

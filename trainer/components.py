@@ -223,6 +223,24 @@ def abstract_behaviors(bank, reflector, embedder, config: TrainConfig, step: int
 
 
 # ----------------------------------------------------------------- metrics and validation
+TEACHER_EXAMPLES = "teacher_examples.jsonl"
+
+
+def log_teacher_example(run_dir: Path, step: int, samples: list[Sample], contexts) -> None:
+    """One teacher prompt per step into ``teacher_examples.jsonl``, so a person can read what the
+    teacher saw: the first context holding memory (else the first with any signal), its sections
+    and the prompt text itself."""
+    chosen = next((p for p in zip(samples, contexts) if p[1].has_memory), None) \
+        or next((p for p in zip(samples, contexts) if p[1].has_signal), None)
+    if chosen is None:
+        return
+    sample, context = chosen
+    row = {"step": step + 1, "question_id": sample.question_id, "reward": sample.reward,
+           "included": context.included, "tokens": context.tokens, "prompt": context.messages[-1]["content"]}
+    with open(run_dir / TEACHER_EXAMPLES, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
 def metrics_writer(config: TrainConfig, run_dir: Path):
     """metrics.jsonl, with TensorBoard (``logging.tensorboard``) and W&B (``logging.wandb.project``)."""
     from pmd.config import to_dict
@@ -335,6 +353,7 @@ def restore_checkpoint(config: TrainConfig, run_dir: Path, checkpoint: Path, stu
         if config.uses_memory and config.memory.mode != "frozen":
             ckpt.restore_bank(checkpoint, run_dir / "memory.db")
         ckpt.truncate_metrics(run_dir / "metrics.jsonl", state["step"])
+        ckpt.truncate_metrics(run_dir / TEACHER_EXAMPLES, state["step"])
         save_yaml(config, run_dir / "config.yaml")
         (run_dir / "resumed_from.json").write_text(json.dumps({"checkpoint": checkpoint.name, **state}), encoding="utf-8")
     _barrier()

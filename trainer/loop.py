@@ -165,6 +165,7 @@ def co_evolve(config: TrainConfig, *, resume: bool) -> dict:
                 memory_stats["teacher/context_tokens"] = sum(c.tokens for c in contexts) / max(1, len(contexts))
                 memory_stats["teacher/with_signal"] = sum(c.has_signal for c in contexts) / max(1, len(contexts))
                 memory_stats["teacher/with_memory"] = sum(c.has_memory for c in contexts) / max(1, len(contexts))
+                components.log_teacher_example(run_dir, step, everyone, contexts)
             components.attach_contexts(samples, contexts, dist, tokenizer)
 
         # 7-8. Loss and one optimizer step (skipped for a frozen policy), then the EMA teacher update.
