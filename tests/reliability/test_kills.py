@@ -52,9 +52,10 @@ def _kill_when(proc, ready, delay: float) -> bool:
     return True
 
 
+@pytest.mark.timeout(2400)  # 14 launches of pmd-train: minutes on an idle machine, more on a busy one
 def test_twelve_kills_then_the_same_result(tiny, tmp_path):
     reference = run_overrides(tiny, tmp_path, "uninterrupted", STEPS)
-    assert launch(reference, resume=False).returncode == 0
+    assert launch(reference, resume=False, timeout=1200).returncode == 0
 
     overrides = run_overrides(tiny, tmp_path, "killed", STEPS)
     run = tmp_path / "killed"
@@ -62,7 +63,7 @@ def test_twelve_kills_then_the_same_result(tiny, tmp_path):
     kills = 0
     moments = []
     for fault in PLANNED:
-        done = launch(overrides, resume=kills > 0, fault=fault)
+        done = launch(overrides, resume=kills > 0, fault=fault, timeout=1200)
         assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
         kills += 1
         moments.append(fault)
@@ -83,7 +84,7 @@ def test_twelve_kills_then_the_same_result(tiny, tmp_path):
         moments.append(f"random, {moment} +{delay:.2f}s")
     assert kills >= 12, moments
     print("kills:", moments)
-    finished = launch(overrides, resume=True)
+    finished = launch(overrides, resume=True, timeout=1200)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert_finished_run(run, STEPS)
     # Deterministic seeds per step: the interrupted run ends where the uninterrupted one did.
