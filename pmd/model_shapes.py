@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-SUPPORTED_TYPES = ("qwen3", "olmo3")
+SUPPORTED_TYPES = ("qwen3", "olmo3", "llama")  # llama: SmolLM2 (pmd.smollm2)
 MARKER_NAME = "pmd_random_model.json"
 BUILD_VERSION = 1
 
@@ -134,14 +134,14 @@ class ModelShape:
         """Exact parameter count (``num_layers`` deep), tied embeddings counted once.
 
         Per layer: q/k/v/o projections (no biases), the q/k RMSNorm weights (Qwen3: one
-        ``head_dim`` vector each; OLMo-3: over the whole projection, ``heads*head_dim``), the
+        ``head_dim`` vector each; OLMo-3: over the whole projection, ``heads*head_dim``; Llama: none), the
         SwiGLU MLP (gate, up, down) and two RMSNorms of ``hidden_size`` (Qwen3: input and
         post-attention; OLMo-3: post-attention and post-feedforward). Plus the embedding, the
         final norm and, when untied, ``lm_head``.
         """
         h, q, kv = self.hidden_size, self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
         attention = h * q + 2 * h * kv + q * h
-        qk_norms = 2 * self.head_dim if self.model_type == "qwen3" else q + kv
+        qk_norms = {"qwen3": 2 * self.head_dim, "olmo3": q + kv}.get(self.model_type, 0)  # Llama: no q/k norms
         per_layer = attention + qk_norms + 3 * h * self.intermediate_size + 2 * h
         return self._layers(num_layers) * per_layer + h + self.embedding_parameter_count()
 

@@ -24,6 +24,7 @@ class CollectiveReflector:
     def __init__(self, inner) -> None:
         self.inner = inner
         self.name = inner.name
+        self.supports_prefill = getattr(inner, "supports_prefill", False)
 
     def generate(self, conversations: Sequence[list[dict]], max_new_tokens: int) -> list[str | None]:
         _broadcast(("generate", list(conversations), max_new_tokens))

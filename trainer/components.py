@@ -160,7 +160,7 @@ def build_reflector(config: TrainConfig, policy, tokenizer, *, collective: bool 
                                     synced_gpus=collective)
         return CollectiveReflector(reflector) if collective else reflector
     if source.source == "model":
-        return LocalModelReflector.from_pretrained(source.model)
+        return LocalModelReflector.from_pretrained(source.model, temperature=source.temperature, seed=config.run.seed)
     return EndpointReflector(source.base_url, source.model, api_key=os.environ.get(source.api_key_env),
                              retries=source.retries)
 

@@ -39,6 +39,18 @@ class Reflector(Protocol):
         ...
 
 
+# A backend whose class sets ``supports_prefill = True`` continues a conversation that ends with an
+# assistant message (a prefilled start of the answer such as "STRATEGY:") and returns that message
+# followed by its continuation, so the caller parses the whole reply. Callers add such a message only
+# when the backend says so (OpenAI-compatible servers differ in what they do with one).
+def split_prefill(conversation: Conversation) -> tuple[Conversation, str | None]:
+    """(the conversation without a trailing assistant message, that message's text or None)."""
+    conversation = list(conversation)
+    if conversation and conversation[-1].get("role") == "assistant" and isinstance(conversation[-1].get("content"), str):
+        return conversation[:-1], conversation[-1]["content"]
+    return conversation, None
+
+
 class PolicyReflector:
     """The training policy writes its own memory (the method's default).
 
@@ -49,6 +61,8 @@ class PolicyReflector:
     template (Qwen3 honours it, other templates ignore it): a thinking model would otherwise spend
     the whole token budget inside ``<think>``.
     """
+
+    supports_prefill = True
 
     def __init__(self, model, tokenizer, temperature: float = 0.7, top_p: float = 1.0, seed: int = 0,
                  batch_size: int = 16, enable_thinking: bool | None = False, name: str = "policy",
@@ -64,15 +78,19 @@ class PolicyReflector:
         self.name = name
         self._calls = 0
 
-    def _prompt(self, conversation: Conversation) -> str:
-        from .rollout import chat_prompt
-
-        if self.enable_thinking is None:
-            return chat_prompt(self.tokenizer, conversation)
-        return self.tokenizer.apply_chat_template(
-            list(conversation), tokenize=False, add_generation_prompt=True,
-            enable_thinking=self.enable_thinking,
-        )
+    def _prompt(self, conversation: Conversation) -> tuple[str, str]:
+        """(templated prompt, prefilled start of the reply). A trailing assistant message is
+        continued (``continue_final_message``) where the chat template allows it, else dropped."""
+        kwargs = {} if self.enable_thinking is None else {"enable_thinking": self.enable_thinking}
+        head, prefill = split_prefill(conversation)
+        if prefill is not None:
+            try:
+                return self.tokenizer.apply_chat_template(
+                    list(conversation), tokenize=False, continue_final_message=True, **kwargs), prefill
+            except (ValueError, TypeError) as err:  # a template that cannot render a partial answer
+                logger.debug("%s: chat template cannot continue a prefilled answer (%s); asking without it",
+                             self.name, err)
+        return self.tokenizer.apply_chat_template(head, tokenize=False, add_generation_prompt=True, **kwargs), ""
 
     def generate(self, conversations: Sequence[Conversation], max_new_tokens: int) -> list[str | None]:
         import torch
@@ -89,7 +107,7 @@ class PolicyReflector:
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
         was_training = getattr(self.model, "training", False)
         try:
-            prompts = [self._prompt(conv) for conv in conversations]
+            prompts, prefills = zip(*(self._prompt(conv) for conv in conversations))
             # Dropout off while writing memory; the caller's train/eval mode is restored below.
             # (A rollout engine such as vLLM is no module and has no mode.)
             if isinstance(self.model, torch.nn.Module):
@@ -97,7 +115,7 @@ class PolicyReflector:
             with torch.random.fork_rng(devices=cuda_devices):
                 samples = sample_responses(self.model, self.tokenizer, prompts, 1, sampling, seed=seed,
                                            synced_gpus=self.synced_gpus)
-            return [group[0] for group in samples]
+            return [prefill + group[0] for prefill, group in zip(prefills, samples)]
         except Exception as err:  # reflection is auxiliary: the training step must go on
             logger.warning("%s reflector failed on %d conversations (%s: %s); the step goes on "
                            "without new insights", self.name, len(conversations), type(err).__name__, err)
@@ -108,7 +126,10 @@ class PolicyReflector:
 
 
 class LocalModelReflector:
-    """Another local Hugging Face model writes the memory (e.g. a larger teacher)."""
+    """Another local Hugging Face model writes the memory (e.g. a larger teacher, or SmolLM2 from
+    :mod:`pmd.smollm2`). Generation as in :class:`PolicyReflector`, prefilled answers included."""
+
+    supports_prefill = True
 
     def __init__(self, model, tokenizer, name: str, temperature: float = 0.7, top_p: float = 1.0,
                  seed: int = 0, batch_size: int = 16) -> None:
