@@ -191,3 +191,17 @@ def test_online_resolution_falls_back_when_the_hub_cannot_be_reached(converted, 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
     assert resolve_smollm2(folder, cache_dir=tmp_path / "hub").source == "package"
     assert calls and calls[0][0] == HUB_ID and "model.safetensors" in calls[0][1]
+
+
+@pytest.mark.slow
+def test_the_smollm2_config_dry_runs_with_the_converted_model(converted, tmp_path):
+    """trainer/configs/smollm2_demo_mcq_pmd.yaml with SmolLM2 (a Llama model) as the policy: the
+    preflight and the memory plan (Llama shapes) pass."""
+    from cli_checks import run_cli
+
+    folder, _ = converted
+    config = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "smollm2_demo_mcq_pmd.yaml"
+    done = run_cli(["pmd-train", "--config", str(config), "--set", f"model.name_or_path={folder}",
+                    "--set", f"run.output_dir={tmp_path}", "--dry-run"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "# plan:" in done.stdout and not any(tmp_path.iterdir())

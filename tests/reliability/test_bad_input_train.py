@@ -234,9 +234,10 @@ def _dry_run_ok(command: list[str]):
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_shipped_config_still_dry_runs(place, config):
     """Paper configs name hub ids (not cached here: a note) and data from the hub or
-    PMD_SCIKNOWEVAL_DIR (a note); the demo's model and the frozen-memory bank are given."""
+    PMD_SCIKNOWEVAL_DIR (a note); the demo's models and the frozen-memory bank are given (the
+    SmolLM2 config's own model: tests/test_smollm2.py)."""
     sets = [f"run.output_dir={place['out']}"]
-    if config == "demo_cpu.yaml":
+    if config in ("demo_cpu.yaml", "smollm2_demo_mcq_pmd.yaml"):  # their models are built by make demo
         sets.append(f"model.name_or_path={place['tiny']}")
     if "frozen_memory" in config:
         sets.append(f"memory.bank={place['banks'] / 'full.db'}")
