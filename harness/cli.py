@@ -23,7 +23,7 @@ def main() -> None:
       pmd-harness memory stats results/demo/bank.db
       pmd-harness memory search results/demo/bank.db "which option is a noble gas?"
       pmd-harness score --task demo_mcq --responses answers.jsonl
-      pmd-harness experiment run experiments/demo_mcq_mini.yaml
+      pmd-harness experiment run experiments/replication_family_rules.yaml --dry-run
     """
 
 

@@ -24,10 +24,10 @@ def experiment() -> None:
 
     \b
     Examples:
-      pmd-harness experiment run experiments/demo_mcq_mini.yaml --dry-run
-      pmd-harness experiment run experiments/demo_mcq_mini.yaml
+      pmd-harness experiment run experiments/replication_family_rules.yaml --dry-run
+      pmd-harness experiment run experiments/replication_family_rules.yaml
       pmd-harness experiment run experiments/paper_ablations_qwen3_8b_sciknoweval.yaml --only pmd --seeds 0,1
-      pmd-harness experiment report results/demo_mcq_mini
+      pmd-harness experiment report results/replication-family-rules
     """
 
 
@@ -49,6 +49,13 @@ def run_command(experiment_file: str, overrides: tuple[str, ...], only: tuple[st
     from their newest intact checkpoint. Several jobs may share the folder: each run is locked
     while one job works on it. The `launcher` field of the file says how pmd-train is started
     ({python} and {args} filled in), e.g. "torchrun --nproc_per_node 8 -m trainer.cli {args}".
+
+    \b
+    Examples:
+      pmd-harness experiment run experiments/replication_family_rules.yaml --dry-run
+      pmd-harness experiment run experiments/replication_family_rules.yaml
+      pmd-harness experiment run experiments/paper_main_qwen3_8b_sciknoweval.yaml --only pmd --seeds 0
+      pmd-harness experiment run my_experiment.yaml --set evaluation.limit=10 --set name=quick-check
     """
     from .plan import Layout, eval_command, plan_runs, train_command
     from .runner import RunFailed, run_experiment
@@ -91,7 +98,12 @@ def run_command(experiment_file: str, overrides: tuple[str, ...], only: tuple[st
 def report_command(folder: Path) -> None:
     """Tables with 95% intervals over seeds and over questions, paired differences against the
     baseline, learning curves and memory growth with a band across seeds, and the coverage
-    comparison, in FOLDER/report/ (summary.md, summary.json, plots/)."""
+    comparison, in FOLDER/report/ (summary.md, summary.json, plots/).
+
+    \b
+    Example:
+      pmd-harness experiment report results/replication-family-rules
+    """
     from .report import write_report
 
     path, data = write_report(folder)
