@@ -177,7 +177,7 @@ def test_bad_model_specs_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not a model folder: expected config.json"):
         resolve_model(str(tmp_path / "empty"))
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="has no complete checkpoint yet"):
+    with pytest.raises(FileNotFoundError, match="has no checkpoint with intact weights yet"):
         resolve_model(str(tmp_path / "run"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="not in the local Hugging Face cache and the hub is offline"):

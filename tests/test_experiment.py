@@ -18,6 +18,7 @@ import yaml
 
 from cli_checks import assert_refused_untouched, cli_env, run_cli
 from harness.experiment.plan import Layout, Run, plan_runs
+from harness.experiment.runner import run_experiment
 from harness.experiment.spec import load_experiment
 from pmd.config import ConfigError
 
@@ -185,14 +186,14 @@ def _check_report_numbers(layout: Layout, experiment, data: dict) -> None:
     assert rows["grpo"]["delta_vs_baseline"] is None
 
 
-def test_a_run_locked_by_another_job_is_left_to_it(tiny_experiment, tmp_path):
-    path, experiment = tiny_experiment
+def test_a_run_locked_by_another_job_is_left_to_it(tmp_path):
+    path = write_experiment(tmp_path / "locked.yaml", name="locked",
+                            base_overrides=["model.name_or_path=/no/model/needed/when/every/run/is/held"])
+    experiment = load_experiment(path)
     lock = Layout(experiment.folder).lock(Run("pmd", 1))
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        done = run_cli(_experiment_command(path, "--only", "pmd", "--seeds", "1"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "1 runs are being worked on by another job: pmd-s1" in done.stdout + done.stderr
-    assert not Layout(experiment.folder).train_dir(Run("pmd", 1)).exists() or \
-        Layout(experiment.folder).status(Run("pmd", 1)) == "evaluated"
+        held = run_experiment(experiment, plan_runs(experiment, ["pmd"], [1]), echo=lambda line: None, progress=False)
+    assert held.held == ["pmd-s1"] and not held.done
+    assert not Layout(experiment.folder).train_dir(Run("pmd", 1)).exists()

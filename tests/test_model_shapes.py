@@ -102,7 +102,7 @@ def test_from_hf_config_reads_the_published_json_format():
     }
     assert ModelShape.from_hf_config(published).dims() == SHAPES["Qwen3-8B"].dims()
     with pytest.raises(ValueError, match="unsupported model_type"):
-        ModelShape.from_hf_config({**published, "model_type": "llama"})
+        ModelShape.from_hf_config({**published, "model_type": "gpt2"})
 
 
 def test_shape_for_names_hub_ids_folders_and_unknowns(tmp_path):

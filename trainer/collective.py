@@ -30,6 +30,9 @@ class CollectiveReflector:
         _broadcast(("generate", list(conversations), max_new_tokens))
         return self.inner.generate(conversations, max_new_tokens)
 
+    def at_step(self, step: int) -> None:
+        self.inner.at_step(step)  # the other ranks' mirrors are set by the loop itself
+
     def finish(self) -> None:
         """End the memory phase: releases the ranks waiting in ``serve_generation``."""
         _broadcast(("done", None, 0))

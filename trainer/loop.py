@@ -145,6 +145,9 @@ def co_evolve(config: TrainConfig, *, resume: bool) -> dict:
             with timer("memory"):
                 record_experiences(bank, everyone, items, step=step, run_id=config.run.name, model_name=config.model.name_or_path)
         with timer("reflection"), (generation() if policy_reflects else nullcontext()):
+            for seeded in (reflector, mirror):  # this step's sampling seeds, the same after a resume
+                if hasattr(seeded, "at_step"):
+                    seeded.at_step(step)
             if main and reflector is not None and config.memory.mode != "frozen":
                 memory_stats.update(components.reflect_and_store(bank, reflector, attempt_groups(everyone, items), config, step))
                 if components.behaviors_due(config, step):

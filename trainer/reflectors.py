@@ -51,6 +51,9 @@ def split_prefill(conversation: Conversation) -> tuple[Conversation, str | None]
     return conversation, None
 
 
+CALLS_PER_STEP = 1000  # reflector calls a training step may make before its seeds overlap the next step's
+
+
 class PolicyReflector:
     """The training policy writes its own memory (the method's default).
 
@@ -77,6 +80,11 @@ class PolicyReflector:
         self.enable_thinking = enable_thinking
         self.name = name
         self._calls = 0
+
+    def at_step(self, step: int) -> None:
+        """Seed the calls of training step ``step`` from the step itself (``seed + 1000·step + call``),
+        so a resumed run writes the same memory as one that was never interrupted."""
+        self._calls = CALLS_PER_STEP * step
 
     def _prompt(self, conversation: Conversation) -> tuple[str, str]:
         """(templated prompt, prefilled start of the reply). A trailing assistant message is
@@ -154,6 +162,9 @@ class LocalModelReflector:
 
     def generate(self, conversations: Sequence[Conversation], max_new_tokens: int) -> list[str | None]:
         return self._policy.generate(conversations, max_new_tokens)
+
+    def at_step(self, step: int) -> None:
+        self._policy.at_step(step)
 
 
 def chat_completions_url(base_url: str) -> str:
