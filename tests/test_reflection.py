@@ -332,3 +332,16 @@ def test_endpoint_client_error_is_not_retried(server, caplog):
     with caplog.at_level(logging.WARNING, logger="trainer.reflectors"):
         assert reflector.generate([_conv("a")], 8) == [None]
     assert len(server.requests) == 1 and "404" in caplog.text
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("STRATEGY: The Correct Answer is A.", False),
+    ("LESSON: B is not correct. The correct answer is A.", False),
+    ("LESSON: answer: (C)", False),
+    ("STRATEGY: The answer is a number in joules, so check the unit first.", True),
+    ("STRATEGY: In harbor questions the correct option is always option C.", True),
+])
+def test_a_line_that_gives_the_answer_letter_is_not_an_insight(line, kept):
+    from trainer.reflection import parse_insights
+
+    assert bool(parse_insights(line)) is kept

@@ -255,6 +255,18 @@ def _is_sentence(body: str, min_words: int) -> bool:
     return len(letters) < 12 or sum(c.isupper() for c in letters) < 0.6 * len(letters)
 
 
+# "The correct answer is A.", "B is not correct", "answer: (C)": a line that gives this question's
+# answer letter is not advice (the prompt asks for none) and misleads on other questions. A rule
+# about options ("in harbor questions the correct option is always option C") is kept. The letter is
+# matched case-sensitively: "the answer is a number" is advice.
+_ANSWER_LETTER = re.compile(r"\b(?i:answer)\s*(?i:is|was|:|=)?\s*\(?[A-E]\)?(?![\w'])"
+                            r"|^\(?[A-E]\)?\s+(?i:is|was)\s+(?i:not\s+)?(?i:the\s+)?(?i:correct|right|wrong|incorrect)\b")
+
+
+def _names_an_answer(body: str) -> bool:
+    return bool(_ANSWER_LETTER.search(body))
+
+
 _SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")
 _WORD_TOKEN = re.compile(r"[^\W_]+")
 
@@ -345,7 +357,7 @@ def parse_labeled_lines(text, labels: Sequence[tuple[str, str]], max_chars: int 
         body = _clean(body)
         if index == len(lines) - 1:
             body = _drop_dangling(body)
-        if not body or len(body) > max_chars or not _is_sentence(body, min_words):
+        if not body or len(body) > max_chars or not _is_sentence(body, min_words) or _names_an_answer(body):
             continue
         key = (kind, body.lower().rstrip(".!;: "))
         if key not in seen:
