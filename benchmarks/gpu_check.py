@@ -72,188 +72,25 @@ import contextlib
 import gc
 import json
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 
-GIB = 1024 ** 3
+from gpu_check_device import GIB, DeviceMemory, _driver_version, _proc_status, device_info, matmul_peak, synchronize  # noqa: E402,F401
+from gpu_check_flops import (Dims, attention_flops, matmul_flops, mfu, sample_flops, step_flops,  # noqa: E402,F401
+                             summarize_stage)
+from gpu_check_report import _count, _f, _pct, _si, write_report  # noqa: E402,F401
+
 DEFAULT_OUT = ROOT / "results" / "benchmarks" / "gpu.md"
 ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
        "TRANSFORMERS_VERBOSITY": "error"}
-
-
-# ----------------------------------------------------------------- FLOPs and MFU (pure)
-@dataclass(frozen=True)
-class Dims:
-    """What the FLOPs count needs of a model shape."""
-
-    non_embedding: int   # N: parameters of the decoder layers and final norm
-    vocab: int           # V
-    hidden: int          # H
-    layers: int          # L
-    attn_width: int      # heads · head_dim
-
-    @classmethod
-    def of(cls, shape, num_layers: int | None = None) -> "Dims":
-        n = num_layers or shape.num_hidden_layers
-        return cls(shape.non_embedding_parameter_count(n), shape.vocab_size, shape.hidden_size, n,
-                   shape.num_attention_heads * shape.head_dim)
-
-
-def attention_flops(dims: Dims, seq_len: int) -> int:
-    """Causal attention matmuls (QKᵀ and AV) of one forward of a ``seq_len``-token sequence:
-    position i attends to i + 1 keys, so each is 2·head_dim·S(S+1)/2 per head: 2·L·Q·S(S+1) in all."""
-    return 2 * dims.layers * dims.attn_width * seq_len * (seq_len + 1)
-
-
-def sample_flops(dims: Dims, prompt: int, response: int, teacher_prompt: int | None, active: bool) -> dict:
-    """Model FLOPs one sample costs in a PMD/SDPO loss phase (module docstring), by part."""
-    head = dims.vocab * dims.hidden * response * (1 if active else 0)
-    out = {"student": 6 * dims.non_embedding * (prompt + response) + 6 * head,
-           "student_attention": 3 * attention_flops(dims, prompt + response),
-           "teacher": 0, "teacher_attention": 0}
-    if teacher_prompt is not None:
-        out["teacher"] = 2 * dims.non_embedding * (teacher_prompt + response) + 2 * head
-        out["teacher_attention"] = attention_flops(dims, teacher_prompt + response)
-    return out
-
-
-def step_flops(dims: Dims, records: list[dict]) -> dict:
-    """Sum of ``sample_flops`` over ``records`` (dicts with prompt, response, teacher_prompt,
-    active); ``total`` without attention, ``total_with_attention`` with it."""
-    parts = {"student": 0, "student_attention": 0, "teacher": 0, "teacher_attention": 0}
-    for r in records:
-        for key, value in sample_flops(dims, r["prompt"], r["response"], r.get("teacher_prompt"),
-                                       r.get("active", True)).items():
-            parts[key] += value
-    parts["total"] = parts["student"] + parts["teacher"]
-    parts["total_with_attention"] = parts["total"] + parts["student_attention"] + parts["teacher_attention"]
-    return parts
-
-
-def mfu(flops: float, seconds: float, peak_flops_per_s: float | None) -> float | None:
-    """Model FLOPs utilisation: achieved FLOP/s over the measured peak (None without a peak)."""
-    if not peak_flops_per_s or seconds <= 0:
-        return None
-    return flops / seconds / peak_flops_per_s
-
-
-def matmul_flops(n: int) -> int:
-    return 2 * n ** 3
-
-
-# ----------------------------------------------------------------- device helpers
-class DeviceMemory:
-    """Peak memory of a stretch of work: CUDA allocator statistics, or on CPU the process's
-    resident high-water mark (``/proc/self/clear_refs`` reset; Linux) above its size at the start."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.start_bytes = 0
-
-    def start(self) -> None:
-        import torch
-
-        gc.collect()
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            self.start_bytes = torch.cuda.memory_allocated()
-        else:
-            with contextlib.suppress(OSError):
-                Path("/proc/self/clear_refs").write_text("5")
-            self.start_bytes = _proc_status("VmRSS")
-
-    def read(self) -> dict:
-        """``peak_gib`` (allocated / resident peak), ``reserved_gib`` (CUDA) and ``start_gib``."""
-        import torch
-
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-            return {"peak_gib": torch.cuda.max_memory_allocated() / GIB,
-                    "reserved_gib": torch.cuda.max_memory_reserved() / GIB, "start_gib": self.start_bytes / GIB}
-        peak = _proc_status("VmHWM")
-        return {"peak_gib": peak / GIB, "reserved_gib": None, "start_gib": self.start_bytes / GIB,
-                "peak_above_start_gib": (peak - self.start_bytes) / GIB}
-
-
-def _proc_status(key: str) -> int:
-    try:
-        text = Path("/proc/self/status").read_text()
-        return int(re.search(rf"{key}:\s+(\d+)", text).group(1)) * 1024
-    except (OSError, AttributeError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def matmul_peak(device: str, n: int, iters: int) -> dict:
-    """Best bf16 ``[n, n] @ [n, n]`` throughput in FLOP/s over ``iters`` timed products."""
-    import torch
-
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(iters):
-        synchronize(device)
-        started = time.perf_counter()
-        a @ b
-        synchronize(device)
-        times.append(time.perf_counter() - started)
-    best = min(times)
-    return {"n": n, "iters": iters, "best_s": best, "median_s": statistics.median(times),
-            "flops_per_s": matmul_flops(n) / best, "median_flops_per_s": matmul_flops(n) / statistics.median(times)}
-
-
-def device_info(device: str) -> dict:
-    import torch
-
-    from machine import base_machine_info
-
-    info = {**base_machine_info(), "device": device}
-    for name in ("transformers", "deepspeed"):
-        try:
-            info[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001 (a missing or broken package is reported, not fatal here)
-            info[name] = None
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        info.update(name=props.name, memory_gib=props.total_memory / GIB, cuda=torch.version.cuda,
-                    capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count,
-                    driver=_driver_version())
-    else:
-        info.update(name=f"cpu ({info['cpu']}, {info['cores']} cores)",
-                    memory_gib=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, cuda=None, driver=None)
-    return info
-
-
-def _driver_version() -> str | None:
-    try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30)
-        return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return None
 
 
 # ----------------------------------------------------------------- model and prompts
@@ -425,36 +262,6 @@ def predicted_memory(config, shape, device_gib: float) -> dict | None:
     return plan.to_dict()
 
 
-def summarize_stage(rows: list[dict], records: list[dict], dims: Dims, warmup: int, peak_flops: float | None) -> dict:
-    """Throughput and MFU over the measured steps (step > warmup) of one training stage."""
-    measured = [r for r in rows if r["step"] > warmup] or rows[-1:]
-    steps = [r["step"] for r in measured]
-    mine = [r for r in records if r["step"] in steps]
-    flops = step_flops(dims, mine)
-    loss_s = sum(float(r.get("time/loss", 0.0)) for r in measured)
-    step_s = sum(float(r.get("time/step", 0.0)) for r in measured)
-    rollout_s = sum(float(r.get("time/rollout", 0.0)) for r in measured)
-    response = sum(r["response"] for r in mine)
-    student_tokens = sum(r["prompt"] + r["response"] for r in mine)
-    teacher_tokens = sum((r["teacher_prompt"] or 0) + r["response"] for r in mine if r.get("teacher_prompt") is not None)
-    phases = sorted({k for r in measured for k in r if k.startswith("time/")})
-    return {
-        "measured_steps": steps, "first_step_s": float(rows[0].get("time/step", 0.0)) if rows else None,
-        "step_s": step_s / len(measured), "loss_s": loss_s / len(measured), "rollout_s": rollout_s / len(measured),
-        "phases_mean_s": {p.removeprefix("time/"): statistics.fmean(float(r.get(p, 0.0)) for r in measured) for p in phases},
-        "response_tokens": response, "student_tokens": student_tokens, "teacher_tokens": teacher_tokens,
-        "samples": len(mine), "rl_tokens_per_s": response / step_s if step_s else None,
-        "rollout_tokens_per_s": response / rollout_s if rollout_s else None,
-        "train_tokens_per_s": student_tokens / loss_s if loss_s else None,
-        "flops": flops, "model_flops_per_s": flops["total"] / loss_s if loss_s else None,
-        "mfu": mfu(flops["total"], loss_s, peak_flops),
-        "mfu_with_attention": mfu(flops["total_with_attention"], loss_s, peak_flops),
-        "reward_mean": statistics.fmean(float(r.get("reward/mean", 0.0)) for r in measured),
-        "memory_counts": {k: measured[-1][k] for k in ("memory/experience", "memory/insight", "memory/behavior")
-                          if k in measured[-1]},
-    }
-
-
 def run_stage(args, stage: int, shape, model_dir: Path, work: Path, url: str, device: str, device_gib: float,
               peak_flops: float | None) -> dict:
     """One ``trainer.loop.train`` run under ZeRO-``stage`` (module docstring, part 4)."""
@@ -480,141 +287,6 @@ def run_stage(args, stage: int, shape, model_dir: Path, work: Path, url: str, de
     summary = summarize_stage(rows, records, dims, args.warmup_steps, peak_flops)
     return {"stage": stage, "wall_s": wall, "config_yaml": yaml_path.read_text(), "memory": measured_memory,
             "plan": plan, "summary": summary, "metrics": rows, "records": records}
-
-
-# ----------------------------------------------------------------- report
-def _f(value, fmt: str = ".1f", none: str = "–") -> str:
-    return none if value is None else format(value, fmt)
-
-
-def _pct(value) -> str:
-    if value is None:
-        return "–"
-    return f"{100 * value:.1f}%" if value >= 0.001 else f"{100 * value:.2g}%"
-
-
-def _count(n: float) -> str:
-    """2_031_739_904 -> '2.03B', 74_240 -> '74.2k'."""
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g}{suffix}"
-    return str(int(n))
-
-
-def _si(value: float, unit: str) -> str:
-    """1.23e14 -> '123 T<unit>' (three significant digits, k/M/G/T/P)."""
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-
-def write_report(result: dict, out: Path) -> str:
-    """The Markdown report (also returned); see the module docstring for what each column means."""
-    info, settings = result["device"], result["settings"]
-    peak = result.get("matmul")
-    gen = result.get("generation")
-    is_gpu = info["device"] == "cuda"
-    lines = [f"# GPU check: PMD steps on a random {settings['model']} (bf16), DeepSpeed ZeRO "
-             + " and ".join(str(s) for s in settings["stages"]), ""]
-    if not is_gpu:
-        lines += ["> **Not a GPU measurement.** This table comes from the CPU path of the script "
-                  f"(`--device cpu{' --tiny' if settings.get('tiny') else ''}`), which runs the same pipeline to test "
-                  "it; its numbers say nothing about GPU speed. Run `python benchmarks/gpu_check.py` on a CUDA machine "
-                  "for the real table.", ""]
-    lines += [
-        f"Device: {info['name']}, {info['memory_gib']:.1f} GiB" + (f", compute capability {info.get('capability')}, "
-                                                                   f"{info.get('multiprocessors')} SMs" if is_gpu else ""),
-        f"Software: driver {info.get('driver') or 'n/a'}, CUDA {info.get('cuda') or 'n/a'}, torch {info['torch']}, "
-        f"deepspeed {info.get('deepspeed')}, transformers {info.get('transformers')}, Python {info['python']}; "
-        f"host {info['cpu']} ({info['cores']} cores).",
-        "", f"Command: `{' '.join(['python', 'benchmarks/gpu_check.py', *result.get('argv', [])])}` (total "
-        f"{result.get('total_wall_s', 0) / 60:.1f} min; budget {settings['max_minutes']:g} min).", "",
-        "## Settings", "",
-        f"- Model: `{settings['model']}` shape, random weights (`pmd.model_shapes.save_random_model`, seed 0), bf16, "
-        f"{_count(settings['parameters'])} parameters ({_count(settings['non_embedding'])} non-embedding), "
-        "real Qwen3 tokenizer.",
-        f"- PMD on `demo_mcq`: {settings['questions']} questions x {settings['samples']} samples = "
-        f"{settings['questions'] * settings['samples']} rollouts a step (one generation batch), up to "
-        f"{settings['response_tokens']} response tokens, micro batch {settings['micro_batch']}, gradient checkpointing, "
-        f"lean loss (chunk {settings['chunk_tokens']}), alpha 0.5, top-100, EMA teacher 0.05, AdamW (torch) lr 1e-5; "
-        f"reflection by a scripted in-process endpoint, `{settings['embedder']}` embedder; {settings['steps']} steps "
-        f"per stage, the first {settings['warmup_steps']} discarded; final checkpoint "
-        f"{'kept' if settings.get('checkpoint') else 'skipped'}.",
-    ]
-    if peak:
-        lines.append(f"- Measured bf16 matmul peak: **{_si(peak['flops_per_s'], 'FLOP/s')}** ({peak['n']}³, best of "
-                     f"{peak['iters']}; median {_si(peak['median_flops_per_s'], 'FLOP/s')}): the MFU denominator.")
-    lines += ["", "## Training steps", "",
-              "| ZeRO | step s | rollout s | loss s | RL tok/s | rollout tok/s | train tok/s | model TFLOP/s | MFU | "
-              "MFU +attn | peak alloc GiB | peak reserved GiB | plan GiB | plan fits |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for st in result.get("stages", []):
-        if st.get("skipped"):
-            lines.append(f"| {st['stage']} | skipped: {st['skipped']} |" + " |" * 13)
-            continue
-        s, mem, plan = st["summary"], st["memory"], st.get("plan") or {}
-        plan_gib = plan.get("per_gpu_gib")
-        lines.append(
-            f"| {st['stage']} | {_f(s['step_s'], '.2f')} | {_f(s['rollout_s'], '.2f')} | {_f(s['loss_s'], '.2f')} | "
-            f"{_f(s['rl_tokens_per_s'], '.0f')} | {_f(s['rollout_tokens_per_s'], '.0f')} | "
-            f"{_f(s['train_tokens_per_s'], '.0f')} | "
-            f"{_f(None if s['model_flops_per_s'] is None else s['model_flops_per_s'] / 1e12, '.3g')} | "
-            f"{_pct(s['mfu'])} | {_pct(s['mfu_with_attention'])} | {_f(mem['peak_gib'], '.2f')} | "
-            f"{_f(mem.get('reserved_gib'), '.2f')} | {_f(plan_gib, '.2f')} | "
-            f"{'n/a' if 'fits' not in plan else ('yes' if plan['fits'] else 'no')} |")
-    lines += ["", "Per stage: tokens counted over the measured steps, memory and plan details.", ""]
-    for st in result.get("stages", []):
-        if st.get("skipped"):
-            continue
-        s, mem, plan = st["summary"], st["memory"], st.get("plan") or {}
-        f = s["flops"]
-        line = (f"- ZeRO-{st['stage']}: steps {s['measured_steps']} (first step {_f(s['first_step_s'], '.1f')} s, "
-                f"stage wall {st['wall_s']:.0f} s); {s['samples']} samples, {s['response_tokens']} response, "
-                f"{s['student_tokens']} student and {s['teacher_tokens']} teacher tokens; counted "
-                f"{_si(f['total'], 'FLOP')} (+{_si(f['total_with_attention'] - f['total'], 'FLOP')} attention); "
-                f"phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in s["phases_mean_s"].items() if k != "step")
-                + f"; memory at stage start {mem['start_gib']:.2f} GiB")
-        if "error" in plan:
-            line += f"; plan: {plan['error']}"
-        elif plan:
-            line += (f"; plan {plan['per_gpu_gib']:.2f} GiB (" + ", ".join(f"{k} {v:.2f}" for k, v in plan["phases"].items())
-                     + f"; limiting: {plan['limiting_phase']}); measured peak / plan = "
-                     f"{mem['peak_gib'] / plan['per_gpu_gib']:.2f}")
-        lines.append(line + ".")
-    if gen:
-        lines += ["", "## Hugging Face generation", "",
-                  "| batch | prompt tokens (max / mean) | new tokens each | s | tokens/s | peak alloc GiB |",
-                  "|---:|---:|---:|---:|---:|---:|",
-                  f"| {gen['batch']} | {gen['prompt_tokens_max']} / {gen['prompt_tokens_mean']:.0f} | {gen['new_tokens']} | "
-                  f"{gen['seconds']:.2f} | {gen['tokens_per_s']:.0f} | {_f(gen['memory']['peak_gib'], '.2f')} |"]
-    lines += [
-        "", "## What is counted", "",
-        "- Model FLOPs per sample, real tokens only (N non-embedding parameters, V·H the LM head, p / r / c prompt / "
-        "response / teacher-context tokens, m_i = 1 when the teacher has a signal): student forward + backward "
-        "6·N·(p+r) + 6·V·H·r·m_i; teacher forward 2·N·(c+r) + 2·V·H·r·m_i; attention (+attn column) "
-        "2·L·heads·head_dim·S(S+1) per causal forward, x3 for the student's forward + backward. Not counted: "
-        "padding, gradient checkpointing's recomputed forward (+2·N per student token of hardware work), the "
-        "loss's element-wise work, the optimizer.",
-        "- MFU = counted FLOPs / (loss-phase seconds x measured bf16 matmul peak). The loss phase (`time/loss`) holds "
-        "the student's and teacher's forwards, the loss, the backward and the optimizer step.",
-        "- RL tok/s: response tokens generated per second of the whole step; rollout tok/s: per second of the rollout "
-        "phase (HF generate inside the trainer, batch as above); train tok/s: student tokens (prompt + response) per "
-        "loss-phase second.",
-        "- Peak memory: `torch.cuda.max_memory_allocated` (and `_reserved`), reset before each stage; it includes "
-        "loading both models, generation, the loss and the optimizer step. The plan (`trainer.memory_plan`) adds a "
-        "fixed reserve for the CUDA context and fragmentation that the allocator's counters do not see."
-        if is_gpu else
-        "- Peak memory on CPU: the process's resident high-water mark (`VmHWM`, reset through `/proc/self/clear_refs` "
-        "before each stage) — it includes the Python process itself, so it is not comparable with the plan's GPU "
-        "figure.",
-        "", f"Raw numbers (per-step metrics, per-sample lengths, the configs): [`{out.with_suffix('.json').name}`]"
-        f"({out.with_suffix('.json').name}).",
-    ]
-    text = "\n".join(lines) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    return text
 
 
 # ----------------------------------------------------------------- main

@@ -47,6 +47,7 @@ MODES = ("bubblewrap", "rlimits")
 ENV_VAR = "PMD_SANDBOX"
 LANDLOCK_VAR = "PMD_SANDBOX_LANDLOCK"  # "0": no Landlock ruleset for the test children
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")  # run as a script
+KERNEL_GUARDS = os.path.join(os.path.dirname(RUNNER), "kernel_guards.py")  # the one module it imports
 _STARTUP_S = 15.0  # runner start-up allowance on a loaded machine (bwrap + interpreter + imports)
 
 
@@ -109,7 +110,7 @@ def _bwrap_command(limits: Limits, variant: tuple[bool, bool]) -> list[str]:
                 os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
     for path in sorted(p for p in prefixes if p and p != "/usr" and not p.startswith("/usr/")):
         cmd += ["--ro-bind", path, path]
-    cmd += ["--ro-bind", RUNNER, RUNNER, "--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--ro-bind", RUNNER, RUNNER, "--ro-bind", KERNEL_GUARDS, KERNEL_GUARDS, "--proc", "/proc", "--dev", "/dev"]
     return cmd + ["--chdir", "/tmp"]
 
 
