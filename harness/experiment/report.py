@@ -71,10 +71,6 @@ def load_experiment_folder(folder: Path) -> tuple[ExperimentConfig, dict[str, li
     return experiment, results
 
 
-def _question_matrix(results: list[RunResult], questions: list[str], score) -> list[list[float]]:
-    return [[score(r)[q] for q in questions] for r in results]
-
-
 def _per_question_metric(name: str, results: dict[str, list[RunResult]], baseline: str, score) -> Metric | None:
     """A metric averaged over questions (``score(result) -> {question: value}``) with both intervals."""
     evaluated = {v: [r for r in runs if r.flags] for v, runs in results.items()}
@@ -84,21 +80,25 @@ def _per_question_metric(name: str, results: dict[str, list[RunResult]], baselin
     questions = sorted(set.intersection(*(set(r.flags) for runs in evaluated.values() for r in runs)))
     if not questions:
         return None
+    # One score vector per run, over the shared questions (score() walks every sample, so it is
+    # computed once here rather than once per question).
+    vectors = {id(r): [score(r)[q] for q in questions] for runs in evaluated.values() for r in runs}
+
+    def mean_of(r: RunResult) -> float:
+        return sum(vectors[id(r)]) / len(questions)
+
     metric = Metric(name)
-    base = evaluated.get(baseline, [])
-    base_by_seed = {r.run.seed: r for r in base}
+    base_by_seed = {r.run.seed: r for r in evaluated.get(baseline, [])}
     for variant, runs in evaluated.items():
-        values = [sum(score(r)[q] for q in questions) / len(questions) for r in runs]
+        values = [mean_of(r) for r in runs]
         row = MetricRow(variant, [r.run.seed for r in runs], values, mean_interval(values),
-                        bootstrap_interval(_question_matrix(runs, questions, score)))
+                        bootstrap_interval([vectors[id(r)] for r in runs]))
         paired = [r for r in runs if r.run.seed in base_by_seed]
         if variant != baseline and paired:
-            mine = [sum(score(r)[q] for q in questions) / len(questions) for r in paired]
-            theirs = [sum(score(base_by_seed[r.run.seed])[q] for q in questions) / len(questions) for r in paired]
-            row.delta = paired_difference(mine, theirs)
-            row.delta_questions = paired_bootstrap(_question_matrix(paired, questions, score),
-                                                   _question_matrix([base_by_seed[r.run.seed] for r in paired],
-                                                                    questions, score))
+            partners = [base_by_seed[r.run.seed] for r in paired]
+            row.delta = paired_difference([mean_of(r) for r in paired], [mean_of(b) for b in partners])
+            row.delta_questions = paired_bootstrap([vectors[id(r)] for r in paired],
+                                                   [vectors[id(b)] for b in partners])
         metric.rows.append(row)
     return metric
 
