@@ -81,9 +81,10 @@ def _signature(folder: Path) -> tuple:
 
 
 def checkpoint_problem(checkpoint: Path, required: tuple[str, ...] = ("hf/", STATE),
-                       within: tuple[str, ...] | None = None) -> str | None:
+                       within: tuple[str, ...] | None = None, quick: bool = False) -> str | None:
     """Why ``checkpoint`` is not intact (a short phrase), or None when it is. ``within``: verify
-    only the files under these prefixes (see ``manifest_problem``)."""
+    only the files under these prefixes (see ``manifest_problem``). ``quick``: compare sizes
+    only, never hash (for pruning, see ``prune``)."""
     if not (checkpoint / COMPLETE).exists():
         return f"no {COMPLETE} marker"
     if within is not None:
@@ -92,7 +93,7 @@ def checkpoint_problem(checkpoint: Path, required: tuple[str, ...] = ("hf/", STA
         signature = _signature(checkpoint)
     except OSError as err:
         return f"unreadable ({err.strerror})"
-    full = _VERIFIED.get(checkpoint.resolve()) != signature
+    full = not quick and _VERIFIED.get(checkpoint.resolve()) != signature
     problem = manifest_problem(checkpoint, required=required, sizes_only=not full)
     if problem is None and full:
         _VERIFIED[checkpoint.resolve()] = signature
@@ -178,8 +179,13 @@ def publish(run_dir: Path, tmp: Path, step: int, keep_last: int, required: tuple
 def prune(run_dir: Path, keep_last: int, required: tuple[str, ...]) -> list[Path]:
     """Remove intact checkpoints beyond the newest ``keep_last`` intact ones; damaged ones neither
     count nor are removed (they are evidence, and a later save of their step replaces them).
-    Returns the removed folders."""
-    intact = [c for c in reversed(complete_checkpoints(run_dir)) if checkpoint_problem(c, required) is None]
+    Returns the removed folders.
+
+    Older checkpoints are checked by sizes only: after a resume they were never hashed in this
+    process, and hashing each (optimizer state included, ~100 GB for an 8B model) at the first
+    save would stall the run for minutes. The checkpoint just published was hashed as it was
+    written, and a resume hashes the one it picks, so the newest intact one is always known."""
+    intact = [c for c in reversed(complete_checkpoints(run_dir)) if checkpoint_problem(c, required, quick=True) is None]
     removed = intact[max(1, keep_last):]
     for stale in removed:
         shutil.rmtree(stale)

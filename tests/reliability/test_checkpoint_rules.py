@@ -67,6 +67,23 @@ def test_pruning_never_removes_the_newest_intact_checkpoint(tmp_path):
     assert [p.name for p in ckpt.step_folders(tmp_path)] == ["step-000002", "step-000004"]
 
 
+def test_pruning_hashes_no_older_checkpoint(tmp_path, monkeypatch):
+    """After a resume (a new process) the first save prunes without reading older checkpoints'
+    bytes: only the checkpoint being written is hashed."""
+    from trainer import manifest
+
+    publish_fake(tmp_path, 2)
+    publish_fake(tmp_path, 4)
+    ckpt._VERIFIED.clear()  # a new process
+    hashed = []
+    real = manifest.sha256_file
+    monkeypatch.setattr(manifest, "sha256_file", lambda path: hashed.append(path) or real(path))
+    publish_fake(tmp_path, 6, keep_last=2)
+    assert [p.name for p in ckpt.step_folders(tmp_path)] == ["step-000004", "step-000006"]
+    staged = ckpt.staging_path(tmp_path, 6)
+    assert hashed and all(p.is_relative_to(staged) for p in hashed)  # written there, then published
+
+
 def test_republishing_a_damaged_step_replaces_it(tmp_path):
     publish_fake(tmp_path, 2)
     (ckpt.checkpoint_dir(tmp_path, 2) / "memory.db").unlink()
