@@ -140,13 +140,6 @@ def test_memory_runs_are_compared_with_their_models_baseline():
 
 
 # ---------------------------------------------------------------------- model resolution
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pmd.tiny_model import build_tiny_models
-
-    return build_tiny_models(tmp_path_factory.mktemp("models"))["tiny"]
-
-
 def fake_checkpoint(run: Path, step: int, tiny: Path, complete: bool = True) -> Path:
     folder = run / "checkpoints" / f"step-{step:06d}"
     shutil.copytree(tiny, folder / "hf")

@@ -17,13 +17,6 @@ from trainer_helpers import REPO, metrics, run_training, tiny_overrides, train_c
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pmd.tiny_model import build_tiny_models
-
-    return build_tiny_models(tmp_path_factory.mktemp("models"))["tiny"]
-
-
 def test_killed_run_resumes_without_duplicating_steps(tiny, tmp_path):
     overrides = tiny_overrides(tiny, tmp_path, "crash", **{"data.max_steps": 6, "checkpoint.every": 2,
                                                            "logging.validate_every": 0})

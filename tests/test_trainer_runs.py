@@ -16,13 +16,6 @@ STEPS = 3
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pmd.tiny_model import build_tiny_models
-
-    return build_tiny_models(tmp_path_factory.mktemp("models"))["tiny"]
-
-
-@pytest.fixture(scope="module")
 def endpoint():
     server, url = start_reflection_server()
     yield url

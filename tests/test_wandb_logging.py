@@ -53,13 +53,6 @@ def history(records) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pmd.tiny_model import build_tiny_models
-
-    return build_tiny_models(tmp_path_factory.mktemp("models"))["tiny"]
-
-
 def test_metrics_and_config_reach_wandb_and_a_resume_keeps_the_run(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -18,13 +18,6 @@ pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pmd.tiny_model import build_tiny_models
-
-    return build_tiny_models(tmp_path_factory.mktemp("models"))["tiny"]
-
-
-@pytest.fixture(scope="module")
 def four_steps(tiny, tmp_path_factory):
     """A finished 4-step run: checkpoints step-2 and step-4, the live bank at step 4."""
     out = tmp_path_factory.mktemp("base")

@@ -32,13 +32,6 @@ def tmpfs(path: Path, size_mib: int):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pmd.tiny_model import build_tiny_models
-
-    return build_tiny_models(tmp_path_factory.mktemp("models"))["tiny"]
-
-
 def _fill(folder: Path) -> Path:
     """Write zeros into ``folder`` until the file system has no space left."""
     filler = folder / "filler"

@@ -25,13 +25,6 @@ PLANNED = ["kill_in_bank_write:2",  # step 1's bank write: before the first chec
 RANDOM_KILLS = 8
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pmd.tiny_model import build_tiny_models
-
-    return build_tiny_models(tmp_path_factory.mktemp("models"))["tiny"]
-
-
 def _lines(path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
