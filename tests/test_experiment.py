@@ -93,6 +93,26 @@ def test_paper_experiments_pass_dry_run(path):
     assert len(experiment.seeds) >= 3 and experiment.evaluation.samples == 16
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["replication_family_rules", "replication_family_rules_smollm2"])
+def test_replication_experiments_pass_dry_run(name, warm_tiny, tmp_path_factory):
+    """The replication files name the models `make demo` builds under .demo/models/; a fresh clone
+    has none, so they are checked from a folder holding the repository's files and those models."""
+    from pmd.smollm2 import convert_packaged
+
+    work = tmp_path_factory.mktemp("replication-dry-run")
+    for part in ("trainer", "experiments", "tasks"):
+        (work / part).symlink_to(REPO / part)
+    models = work / ".demo" / "models"
+    models.mkdir(parents=True)
+    (models / "tiny-warm").symlink_to(warm_tiny)
+    (models / "smollm2-135m-instruct").symlink_to(
+        convert_packaged(tmp_path_factory.getbasetemp() / "smollm2-135m-instruct"))
+    done = run_cli(["pmd-harness", "experiment", "run", f"experiments/{name}.yaml", "--dry-run"], cwd=work, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "18 runs" in done.stdout and not (work / "results").exists()
+
+
 def test_paper_experiments_cover_the_paper():
     names = {p.stem for p in PAPER_FILES}
     assert {f"paper_main_{m}_{t}" for m in ("qwen3_8b", "olmo3_7b") for t in ("sciknoweval", "lcb")} <= names
@@ -160,6 +180,32 @@ def test_killed_experiment_resumes_and_reports(tiny_experiment):
         assert (experiment.folder / "report" / plot).stat().st_size > 10_000
     text = (experiment.folder / "report" / "summary.md").read_text()
     assert "## Main table" in text and "95% CI, seeds" in text and "Coverage against grpo" in text
+    _check_replication_write_up(layout, experiment, path)
+
+
+def _check_replication_write_up(layout: Layout, experiment, path: Path) -> None:
+    """benchmarks/replication.py on the finished runs: the untrained starting model is evaluated
+    like the runs (its number recomputed here), weights moved, plots copied, a reading kept."""
+    out = layout.root / "write-up" / "replication.md"
+    command = [sys.executable, "benchmarks/replication.py", "--experiment", str(path), "--out", str(out), "--no-run"]
+    done = run_cli(command, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    start = Run("start", experiment.seeds[0])
+    start_folder = next((layout.root / "reference" / "evals" / start.name / "runs").iterdir())
+    from harness.eval_summary import graded_questions
+    samples = [json.loads(line) for line in (start_folder / "samples_demo_mcq.jsonl").read_text().splitlines()]
+    assert len(samples) == experiment.evaluation.limit
+    data = json.loads(out.with_suffix(".json").read_text())
+    flags = [f for _, f in graded_questions(samples, "demo_mcq").values()]
+    assert statistics.fmean(data["start"][str(start.seed)].values()) == pytest.approx(
+        statistics.fmean(sum(f) / len(f) for f in flags))
+    assert all(change > 0 for change in data["weight_change"]["grpo"]) and len(data["weight_change"]["pmd"]) == 2
+    assert "| start (untrained) |" in text and "| GRPO < PMD |" in text
+    assert all((out.with_suffix("") / Path(p).name).stat().st_size > 10_000 for p in data["summary"]["plots"])
+    out.write_text(text.replace("(no reading written yet)", "PMD and GRPO are within noise here."))
+    assert run_cli(command, timeout=600).returncode == 0
+    assert "PMD and GRPO are within noise here." in out.read_text()
 
 
 def _check_report_numbers(layout: Layout, experiment, data: dict) -> None:
@@ -184,6 +230,14 @@ def _check_report_numbers(layout: Layout, experiment, data: dict) -> None:
     diffs = [a - b for a, b in zip(per_seed["pmd"], per_seed["grpo"])]
     assert rows["pmd"]["delta_vs_baseline"]["mean"] == pytest.approx(statistics.fmean(diffs))
     assert rows["grpo"]["delta_vs_baseline"] is None
+    # Training diagnostics: sums of the runs' own metrics.
+    steps = [json.loads(line) for seed in experiment.seeds
+             for line in (layout.train_dir(Run("pmd", seed)) / "metrics.jsonl").read_text().splitlines()]
+    pmd = data["diagnostics"]["pmd"]
+    assert pmd["reflection_requests"] == sum(r["reflection/requests"] for r in steps) > 0
+    assert pmd["copies_dropped"] == sum(r["reflection/copies_dropped"] for r in steps)
+    assert pmd["insights_written"] == sum(r["reflection/insights"] for r in steps)
+    assert data["diagnostics"]["grpo"]["reflection_requests"] == 0
 
 
 def test_a_run_locked_by_another_job_is_left_to_it(tmp_path):
