@@ -99,5 +99,6 @@ def test_one_pmd_step_with_smollm2_as_the_policy(tmp_path, tmp_path_factory):
     (row,) = metrics(run)
     assert row["step"] == 1 and row["tokens/response_mean"] <= 16
     assert row["reflection/requests"] == 2 and row["reflection/failed_requests"] == 0
+    assert isinstance(row["reflection/copies_dropped"], int)  # lines that only copied the prompt
     assert row["memory/experience"] == 4
     assert (run / "checkpoints" / "step-000001" / "COMPLETE").exists()

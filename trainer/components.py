@@ -204,7 +204,8 @@ def reflect_and_store(bank, reflector, groups, config: TrainConfig, step: int) -
                      max_new_tokens=config.reflection.max_new_tokens, max_per_kind=config.reflection.max_per_kind)
     written = write_insights(bank, result.insights)
     return {"reflection/insights": written, "reflection/requests": result.requests,
-            "reflection/failed_requests": result.failed_requests, "reflection/unparsed": result.parsed_empty}
+            "reflection/failed_requests": result.failed_requests, "reflection/unparsed": result.parsed_empty,
+            "reflection/copies_dropped": result.copies_dropped}
 
 
 def behaviors_due(config: TrainConfig, step: int) -> bool:

@@ -207,6 +207,9 @@ def diagnostics(results: dict[str, list[RunResult]]) -> dict[str, dict]:
             "reflection_requests": requests,
             "reflection_parse_rate": (requests - empty) / requests if requests else None,
             "insights_written": sum(row.get("reflection/insights", 0) for row in rows),
+            # None for runs that predate the metric (not zero: nothing was counted)
+            "copies_dropped": (sum(row.get("reflection/copies_dropped", 0) for row in rows)
+                               if any("reflection/copies_dropped" in row for row in rows) else None),
             "teacher_with_memory": _mean_of(runs, "teacher/with_memory"),
             "teacher_with_signal": _mean_of(runs, "teacher/with_signal"),
             "divergence_first_10pct": _mean_of(runs, "loss/divergence", "first"),
@@ -222,12 +225,12 @@ def _diagnostics_table(table: dict[str, dict]) -> str:
     def num(v):
         return "–" if v is None else f"{v:.4g}"
 
-    lines = ["| variant | reflection requests | parsed into insights | insights written | teacher context with memory | "
-             "teacher context with any signal | divergence, first 10% of steps | divergence, last 10% |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| variant | reflection requests | parsed into insights | insights written | lines dropped as prompt copies | "
+             "teacher context with memory | teacher context with any signal | divergence, first 10% of steps | "
+             "divergence, last 10% |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for variant, d in table.items():
         lines.append(f"| {variant} | {d['reflection_requests']} | {pct(d['reflection_parse_rate'])} | {d['insights_written']} | "
-                     f"{pct(d['teacher_with_memory'])} | {pct(d['teacher_with_signal'])} | "
+                     f"{'–' if d['copies_dropped'] is None else d['copies_dropped']} | {pct(d['teacher_with_memory'])} | {pct(d['teacher_with_signal'])} | "
                      f"{num(d['divergence_first_10pct'])} | {num(d['divergence_last_10pct'])} |")
     return "\n".join(lines)
 
