@@ -250,6 +250,14 @@ def compare(low: dict[int, dict[str, float]], high: dict[int, dict[str, float]])
 
 
 # ------------------------------------------------------------------------------- writing
+def shown(path: str | Path) -> str:
+    """``path`` relative to the repository when it lies inside it (the write-up is committed)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def pct(value: float | None, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -304,12 +312,12 @@ def write_up(experiment_path: Path, out: Path, ran_seconds: float | None) -> Pat
     eval_s = sum(s.get("eval_seconds", 0) for s in seconds.values())
 
     lines = [f"# Miniature replication: `{experiment.name}`", "",
-             f"Written by `python benchmarks/replication.py --experiment {experiment_path}` from "
+             f"Written by `python benchmarks/replication.py --experiment {shown(experiment_path)}` from "
              f"`{folder}/` (the experiment's own report: `{summary_path}`).", "",
              "## Protocol (fixed before the runs)", "",
-             f"- Experiment file: `{experiment_path}`; base config `{experiment.base_config}` with "
+             f"- Experiment file: `{shown(experiment_path)}`; base config `{experiment.base_config}` with "
              + ", ".join(f"`{o}`" for o in experiment.base_overrides) + ".",
-             f"- Starting policy: `{model}`. Variants: " + "; ".join(
+             f"- Starting policy: `{shown(model)}`. Variants: " + "; ".join(
                  f"**{v}** " + (", ".join(f"`{o}`" for o in spec.overrides) or "(base)")
                  for v, spec in experiment.variants.items()) + ".",
              f"- Seeds {', '.join(map(str, experiment.seeds))}. Evaluation: memory-free, `{task}` test split, "
