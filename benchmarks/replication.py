@@ -98,26 +98,32 @@ def evaluate_start(experiment: ExperimentConfig, model: str) -> Layout:
 
 def _has_memory(bank: Path) -> bool:
     """Whether ``bank`` holds an insight or a behavior (what ``--memory`` retrieves by default)."""
-    import sqlite3
+    from memory_bank import MemoryBank
 
     if not bank.is_file():
         return False
-    with sqlite3.connect(f"file:{bank}?mode=ro", uri=True) as db:
-        return any(db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in ("insights", "behaviors"))
+    with MemoryBank.open(bank, readonly=True) as opened:
+        counts = opened.counts()
+    return bool(counts.get("insight") or counts.get("behavior"))
 
 
 # ------------------------------------------------------------------------------- measuring
-def weight_change(start: Path, run_dir: Path) -> float | None:
-    """||θ_final − θ_start||₂ / ||θ_start||₂ over every tensor of the final checkpoint."""
+def load_weights(folder: Path) -> dict:
+    """Every tensor of a Hugging Face folder's safetensors files, by name."""
     from safetensors.torch import load_file
 
+    return {k: v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+def weight_change(before: dict, run_dir: Path) -> float | None:
+    """||θ_final − θ_start||₂ / ||θ_start||₂ over every tensor of the final checkpoint
+    (``before``: the starting weights, :func:`load_weights`)."""
     from trainer.checkpoint import latest_model_checkpoint
 
     final, _ = latest_model_checkpoint(run_dir)
     if final is None:
         return None
-    before = {k: v for f in sorted(start.glob("*.safetensors")) for k, v in load_file(f).items()}
-    after = {k: v for f in sorted((final / "hf").glob("*.safetensors")) for k, v in load_file(f).items()}
+    after = load_weights(final / "hf")
     moved = sum(float((after[k].double() - before[k].double()).pow(2).sum()) for k in after if k in before)
     size = sum(float(before[k].double().pow(2).sum()) for k in after if k in before)
     return math.sqrt(moved / size) if size else None
@@ -152,20 +158,22 @@ def convention_cue(family) -> re.Pattern:
     return re.compile(cue, re.IGNORECASE)
 
 
-def memory_contents(bank: Path, train_file: Path) -> dict[str, float] | None:
+def families_by_question(train_file: Path) -> dict[str, str]:
+    """Question id (the record's ``idx``) -> its family, from a family_rules split file."""
+    records = [json.loads(line) for line in train_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {str(r["idx"]): r["topic"] for r in records}
+
+
+def memory_contents(bank: Path, family_of: dict[str, str]) -> dict[str, float] | None:
     """Of a final bank's insights: how many there are, the fraction that state the convention of
     their own question's family, that state some family's convention, and that name their family."""
-    import sqlite3
-
+    from memory_bank import MemoryBank
     from tasks.family_rules.families import FAMILIES
 
     if not bank.is_file():
         return None
-    family_of = {str(json.loads(line)["idx"]): json.loads(line)["topic"]
-                 for line in train_file.read_text(encoding="utf-8").splitlines() if line.strip()}
-    with sqlite3.connect(f"file:{bank}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT question_id, text FROM insights").fetchall()
-    rows = [(family_of[q], text) for q, text in rows if q in family_of]
+    with MemoryBank.open(bank, readonly=True) as opened:
+        rows = [(family_of[r["question_id"]], r["text"]) for r in opened.insights() if r["question_id"] in family_of]
     if not rows:
         return None
     cues = {name: convention_cue(f) for name, f in FAMILIES.items()}
@@ -175,53 +183,59 @@ def memory_contents(bank: Path, train_file: Path) -> dict[str, float] | None:
             "names_family": sum(f in t.lower() for f, t in rows) / len(rows)}
 
 
-def reflection_probe(experiment: ExperimentConfig, task: str, train_file: Path, steps: int = 5) -> dict | None:
-    """Replay the reflections of the first ``steps`` steps of the ``pmd`` run of the first seed (its
-    experiences, read from its bank) through the same reflector and parser, and count the lines the
-    reflector wrote, those stating their family's convention, and those the parser then dropped as
-    copies of the prompt (whose feedback states the convention word for word)."""
-    import sqlite3
-    from collections import OrderedDict
+class RecordingReflector:
+    """The reflector it wraps, keeping every raw reply (what the parser was given)."""
 
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.replies = inner, inner.name, []
+        self.supports_prefill = getattr(inner, "supports_prefill", False)
+
+    def generate(self, conversations, max_new_tokens: int) -> list[str | None]:
+        replies = self.inner.generate(conversations, max_new_tokens)
+        self.replies += replies
+        return replies
+
+
+def reflection_probe(experiment: ExperimentConfig, family_of: dict[str, str], steps: int = 5) -> dict | None:
+    """Replay the reflections of the first ``steps`` steps of the ``pmd`` run of the first seed (its
+    experiences, read from its bank) through the trainer's own ``reflect`` with the same reflector,
+    and count the lines the reflector wrote, those stating their family's convention, and those the
+    parser then dropped as copies of the prompt (whose feedback states the convention word for word)."""
+    from memory_bank import MemoryBank
     from pmd.config import load_config
     from tasks.family_rules.families import FAMILIES
     from trainer.config import TrainConfig
-    from trainer.reflection import (QuestionAttempts, drop_copies, parse_insights, prompt_text, reflection_messages,
-                                    reply_labels, safe_generate, with_prefill)
+    from trainer.reflection import QuestionAttempts, parse_insights, reflect
     from trainer.reflectors import LocalModelReflector
 
-    if "pmd" not in experiment.variants or not train_file.is_file():
+    if "pmd" not in experiment.variants:
         return None
     seed = experiment.seeds[0]
     config = load_config(TrainConfig, experiment.variant_config_path("pmd"), experiment.variant_overrides("pmd", seed))
     bank = Layout(experiment.folder).train_dir(Run("pmd", seed)) / "memory.db"
     if config.reflection.source != "model" or not bank.is_file():
         return None
-    with sqlite3.connect(f"file:{bank}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT question_id, step, prompt, response, reward, feedback FROM experiences "
-                          "WHERE step < ? ORDER BY step, question_id, id", (steps,)).fetchall()
-    groups: OrderedDict = OrderedDict()
-    for qid, step, prompt, response, reward, feedback in rows:
-        groups.setdefault((qid, step), QuestionAttempts(qid, prompt)).attempts.append((response, reward, feedback or ""))
-    family_of = {str(json.loads(line)["idx"]): json.loads(line)["topic"]
-                 for line in train_file.read_text(encoding="utf-8").splitlines() if line.strip()}
-    reflector = LocalModelReflector.from_pretrained(config.reflection.model, temperature=config.reflection.temperature,
-                                                    seed=seed)
-    prompts = [reflection_messages(g, max_per_kind=config.reflection.max_per_kind) for g in groups.values()]
-    conversations = [with_prefill(m, f"{reply_labels(g)[0]}:") for g, m in zip(groups.values(), prompts)]
-    outputs = safe_generate(reflector, conversations, config.reflection.max_new_tokens)
-    counts = Counter()
-    for group, messages, output in zip(groups.values(), prompts, outputs):
-        counts["replies"] += 1
-        lines = parse_insights(output or "")
-        kept, _ = drop_copies(lines, prompt_text(messages))
-        cue = convention_cue(FAMILIES[family_of[group.question_id]])
-        counts["lines"] += len(lines)
-        counts["kept"] += len(kept)
-        counts["convention"] += sum(bool(cue.search(text)) for _, text in lines)
-        counts["convention_kept"] += sum(bool(cue.search(text)) for _, text in kept)
-        counts["with_feedback_convention"] += any("always" in a[2] for a in group.attempts)
-    return dict(counts, steps=steps, seed=seed, reflector=config.reflection.model)
+    with MemoryBank.open(bank, readonly=True) as opened:
+        rows = opened.entries("experience", "WHERE step < ?", (steps,))
+    groups: dict[tuple[int, str], QuestionAttempts] = {}
+    for row in sorted(rows, key=lambda r: (r["step"], r["question_id"], r["id"])):
+        group = groups.setdefault((row["step"], row["question_id"]), QuestionAttempts(row["question_id"], row["prompt"]))
+        group.attempts.append((row["response"], row["reward"], row["feedback"] or ""))
+    reflector = RecordingReflector(LocalModelReflector.from_pretrained(
+        config.reflection.model, temperature=config.reflection.temperature, seed=seed))
+    result = reflect(reflector, list(groups.values()), step=0, run_id="probe", model_name=config.reflection.model,
+                     max_new_tokens=config.reflection.max_new_tokens, max_per_kind=config.reflection.max_per_kind)
+
+    def states_convention(question_id: str, text: str) -> bool:
+        return bool(convention_cue(FAMILIES[family_of[question_id]]).search(text))
+
+    lines = [(g.question_id, text) for g, reply in zip(groups.values(), reflector.replies)
+             for _, text in parse_insights(reply or "")]
+    return {"replies": len(reflector.replies), "lines": len(lines), "kept": len(lines) - result.copies_dropped,
+            "convention": sum(states_convention(q, t) for q, t in lines),
+            "convention_kept": sum(states_convention(i.question_id, i.text) for i in result.insights),
+            "with_feedback_convention": sum(any("always" in a[2] for a in g.attempts) for g in groups.values()),
+            "steps": steps, "seed": seed, "reflector": config.reflection.model}
 
 
 def accuracy_vectors(layout: Layout, runs: list[Run]) -> dict[Run, dict[str, float]]:
@@ -330,28 +344,17 @@ def write_up(experiment_path: Path, out: Path, ran_seconds: float | None) -> Pat
     lines += ["## Test accuracy (memory-free avg@%d), mean over seeds" % experiment.evaluation.samples, "",
               "| variant | per seed | mean | 95% CI over seeds | 95% CI over questions | Δ vs start, paired by seed | "
               "Δ vs start, over questions |", "|---|---|---:|---:|---:|---:|---:|"]
-    accuracy = next(m for m in summary["metrics"] if m["name"].startswith("test accuracy"))
-    rows = {r["variant"]: r for r in accuracy["rows"]}
     labels = {START: f"{START} (untrained)", START_WITH_MEMORY: "start, pmd's final bank in the prompt (k=3)"}
     for variant in [START, START_WITH_MEMORY, *variants]:
-        if variant in labels:
-            row = over_seeds_and_questions(by_variant.get(variant, {}))
-            if row is None:
-                continue
-            values = [sum(v.values()) / len(v) for _, v in sorted(by_variant[variant].items())]
-            change = compare(by_variant[START], by_variant[variant]) if variant != START else None
-            lines.append(f"| {labels[variant]} | {' / '.join(pct(v) for v in values)} | {pct(row[0].mean)} | "
-                         f"{interval_text(row[0], False)} | {interval_text(row[1], False)} | "
-                         + (f"{interval_text(change[0])} | {interval_text(change[1])} |" if change else "– | – |"))
-            continue
-        row = rows.get(variant)
+        row = over_seeds_and_questions(by_variant.get(variant, {}))
         if row is None:
-            lines.append(f"| {variant} | not evaluated | | | | | |")
+            if variant not in labels:
+                lines.append(f"| {variant} | not evaluated | | | | | |")
             continue
-        change = compare(by_variant[START], by_variant[variant])
-        seeds_ci, questions_ci = Interval(**_interval_fields(row["over_seeds"])), Interval(**_interval_fields(row["over_questions"]))
-        lines.append(f"| {variant} | {' / '.join(pct(v) for v in row['values'])} | {pct(seeds_ci.mean)} | "
-                     f"{interval_text(seeds_ci, False)} | {interval_text(questions_ci, False)} | "
+        values = [sum(v.values()) / len(v) for _, v in sorted(by_variant[variant].items())]
+        change = compare(by_variant[START], by_variant[variant]) if variant != START else None
+        lines.append(f"| {labels.get(variant, variant)} | {' / '.join(pct(v) for v in values)} | {pct(row[0].mean)} | "
+                     f"{interval_text(row[0], False)} | {interval_text(row[1], False)} | "
                      + (f"{interval_text(change[0])} | {interval_text(change[1])} |" if change else "– | – |"))
     lines += ["", "Percent. Intervals are 95%: Student's t over the seeds' means, and a bootstrap over the "
               "test questions (2,000 resamples). Chance is 25%.", ""]
@@ -369,7 +372,7 @@ def write_up(experiment_path: Path, out: Path, ran_seconds: float | None) -> Pat
     lines += ["## What explains the numbers", "", "### How far each policy moved, and how it answered", "",
               "| variant | weight change ‖θ−θ₀‖/‖θ₀‖ (mean over seeds) | valid option letter | answers A / B / C / D |",
               "|---|---:|---:|---|"]
-    start_dir = Path(model)
+    start_weights = load_weights(Path(model)) if Path(model).is_dir() else None  # read once for every run
     profiles: dict[str, list[tuple[dict, float, Counter]]] = defaultdict(list)
     for run in [Run(v, s) for v in (START, START_WITH_MEMORY) for s in experiment.seeds]:
         if (reference.eval_dir(run) / "summary.json").is_file():
@@ -377,7 +380,7 @@ def write_up(experiment_path: Path, out: Path, ran_seconds: float | None) -> Pat
     moved: dict[str, list[float]] = defaultdict(list)
     for run in runs:
         profiles[run.variant].append(answer_profile(layout.eval_dir(run), task))
-        change = weight_change(start_dir, layout.train_dir(run)) if start_dir.is_dir() else None
+        change = weight_change(start_weights, layout.train_dir(run)) if start_weights else None
         if change is not None:
             moved[run.variant].append(change)
     for variant in [START, START_WITH_MEMORY, *variants]:
@@ -403,9 +406,9 @@ def write_up(experiment_path: Path, out: Path, ran_seconds: float | None) -> Pat
                     pct(sum(e.get(f, 0.0) for e in entries) / len(entries)) for f in families) + " |")
         lines.append("")
 
-    train_file = ROOT / "tasks" / task / "train.jsonl"
-    contents = {run: memory_contents(layout.train_dir(run) / "memory.db", train_file)
-                for run in runs if train_file.is_file()}
+    # What the memory says and what the reflector writes, judged against each family's convention.
+    family_of = families_by_question(ROOT / "tasks" / task / "train.jsonl") if task == "family_rules" else {}
+    contents = {run: memory_contents(layout.train_dir(run) / "memory.db", family_of) for run in runs} if family_of else {}
     contents = {run: c for run, c in contents.items() if c}
     if contents:
         lines += ["### What the final banks' insights say", "",
@@ -420,7 +423,7 @@ def write_up(experiment_path: Path, out: Path, ran_seconds: float | None) -> Pat
         lines += ["", "A convention is stated when the insight has its key term (`option C`, `amber`, `capital`, "
                   "`largest`, ...: `convention_cue`).", ""]
 
-    probe = reflection_probe(experiment, task, train_file)
+    probe = reflection_probe(experiment, family_of) if family_of else None
     if probe:
         lines += [f"### The reflector on this task (the pmd-s{probe['seed']} run's first {probe['steps']} steps, replayed)", "",
                   f"`{probe['reflector']}` was given the same {probe['replies']} reflection prompts again (the run's own "
@@ -455,10 +458,6 @@ def write_up(experiment_path: Path, out: Path, ran_seconds: float | None) -> Pat
         {"experiment": experiment.name, "summary": summary, "start": {s: v for s, v in by_variant[START].items()},
          "weight_change": moved, "train_seconds": train_s, "eval_seconds": eval_s}, indent=2), encoding="utf-8")
     return out
-
-
-def _interval_fields(d: dict) -> dict:
-    return {key: d.get(key) for key in ("mean", "low", "high", "n")}
 
 
 def _num(value: float | None) -> str:
