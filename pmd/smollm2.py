@@ -25,7 +25,6 @@ Example::
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -36,6 +35,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from .provenance import installed_version, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -87,23 +88,6 @@ def packaged_gguf() -> Path:
                 return path
     raise SmolLM2Unavailable(f"{PACKAGE} {dist.version} is installed but has no {GGUF_NAME}; reinstall it: "
                              f"{INSTALL_HINT}")
-
-
-def package_version() -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(PACKAGE)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -200,7 +184,7 @@ def convert_packaged(dest: str | os.PathLike = DEFAULT_DIR, *, dtype: str = "bfl
     ``check``: load the saved folder without GGUF and generate a few tokens before publishing it.
     """
     dest = Path(dest)
-    version = package_version()
+    version = installed_version(PACKAGE)
     if not force and is_converted(dest, version):
         return dest
     gguf_path = packaged_gguf()
@@ -237,11 +221,11 @@ def convert_packaged(dest: str | os.PathLike = DEFAULT_DIR, *, dtype: str = "bfl
             "weights": (f"de-quantized from the Q4_1 GGUF file to {dtype}: close to, but not the same as, "
                         f"the original bf16 weights of {HUB_ID}"),
             "source": {"package": PACKAGE, "version": version, "file": GGUF_NAME,
-                       "sha256": sha256_of(gguf_path), "bytes": gguf_path.stat().st_size,
+                       "sha256": sha256_file(gguf_path), "bytes": gguf_path.stat().st_size,
                        "license": "Apache-2.0"},
             "quantization": "Q4_1 (GGUF), de-quantized",
             "dtype": dtype,
-            "converted_with": {"transformers": transformers.__version__, "gguf": _version("gguf"),
+            "converted_with": {"transformers": transformers.__version__, "gguf": installed_version("gguf"),
                                "torch": torch.__version__},
             "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "conversion_seconds": round(time.perf_counter() - started, 1),
@@ -270,22 +254,7 @@ def _dequantize_kwargs() -> dict:
     return {"quantization_config": GgufConfig(dequantize=True)}
 
 
-def _version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 # ----------------------------------------------------------------------------- resolution
-def hub_offline() -> bool:
-    from .model_check import hub_offline as offline
-
-    return offline()
-
-
 def hub_snapshot(cache_dir: str | os.PathLike | None = None, download: bool | None = None) -> Path | None:
     """The local folder of the hub copy of SmolLM2, or None when it cannot be had.
 
@@ -295,7 +264,7 @@ def hub_snapshot(cache_dir: str | os.PathLike | None = None, download: bool | No
     """
     from huggingface_hub import try_to_load_from_cache
 
-    from .model_check import ModelFolderError, check_model_folder
+    from .model_check import ModelFolderError, check_model_folder, hub_offline
 
     found = try_to_load_from_cache(HUB_ID, "config.json", cache_dir=cache_dir)
     if isinstance(found, str):
@@ -334,6 +303,8 @@ def resolve_smollm2(dest: str | os.PathLike = DEFAULT_DIR, *, prefer: Literal["a
         if snapshot is not None:
             return SmolLM2Model(HUB_ID, "hub", snapshot)
         if prefer == "hub":
+            from .model_check import hub_offline
+
             where = "the local Hugging Face cache" + ("" if hub_offline() else " or the hub")
             raise SmolLM2Unavailable(f"{HUB_ID} is not in {where}")
     folder = convert_packaged(dest)

@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from pmd.provenance import sha256_file
 from pmd.tiny_model import build_tiny_models, publish_build, read_build_marker
 
 # Bumped whenever the training recipe's code changes, so stale caches get rebuilt.
@@ -49,14 +50,6 @@ DEMO_RECIPES: dict[str, dict] = {
 WARM_NAMES = {"tiny": "tiny-warm", "tiny-large": "tiny-large-warm"}
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _base_digest(base_dir: Path) -> str:
     """Hash of the base checkpoint: its weights, config and tokenizer files (whichever exist)."""
     digest = hashlib.sha256()
@@ -64,7 +57,7 @@ def _base_digest(base_dir: Path) -> str:
                  "tokenizer.json", "tokenizer_config.json"):
         path = base_dir / name
         if path.is_file():
-            digest.update(name.encode() + b"\0" + _file_digest(path).encode() + b"\0")
+            digest.update(name.encode() + b"\0" + sha256_file(path).encode() + b"\0")
     return digest.hexdigest()[:16]
 
 

