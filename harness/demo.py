@@ -101,7 +101,9 @@ def show_bank_examples(bank_path: Path) -> dict:
 
 def show_teacher_prompt(run_dir: Path) -> dict | None:
     """The last logged teacher prompt that held memory (``teacher_examples.jsonl``), section by section."""
-    path = run_dir / "teacher_examples.jsonl"
+    from trainer.components import TEACHER_EXAMPLES
+
+    path = run_dir / TEACHER_EXAMPLES
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     with_memory = [r for r in rows if any(r["included"].get(s) for s in ("behaviors", "insights", "past_solution"))]
     row = (with_memory or rows or [None])[-1]

@@ -18,7 +18,7 @@ import numpy as np
 
 from memory_bank import Behavior, MemoryBank
 
-from .reflection import drop_copies, parse_labeled_lines, safe_generate, take_per_kind, with_prefill
+from .reflection import drop_copies, parse_labeled_lines, safe_generate, take_per_kind, wants_prefill, with_prefill
 from .reflectors import Reflector
 
 logger = logging.getLogger(__name__)
@@ -153,8 +153,7 @@ def update_behaviors(bank: MemoryBank, reflector: Reflector, embedder, *, step: 
     have insights. ``prefill`` (default: when the reflector has ``supports_prefill``) starts each
     reply with ``SKILL:``; ``example`` adds :data:`EXAMPLE_REPLY` to the prompt.
     """
-    if prefill is None:
-        prefill = bool(getattr(reflector, "supports_prefill", False))
+    prefill = wants_prefill(reflector, prefill)
     by_question: dict[str, list[dict]] = {}
     for row in bank.insights():
         by_question.setdefault(row["question_id"], []).append(row)

@@ -213,21 +213,21 @@ def restore_bank(checkpoint: Path, bank_path: Path) -> None:
     os.replace(staged, bank_path)
 
 
-def truncate_metrics(metrics_path: Path, last_step: int) -> None:
+def truncate_step_log(path: Path, last_step: int) -> None:
     """Keep only rows of steps <= ``last_step`` of a JSON Lines log (metrics.jsonl,
     teacher_examples.jsonl): the resumed run writes the rest again."""
-    if not metrics_path.exists():
+    if not path.exists():
         return
     kept = []
-    for line in metrics_path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
             if json.loads(line).get("step", 0) <= last_step:
                 kept.append(line + "\n")
         except json.JSONDecodeError:
             continue  # a line torn by the crash
-    tmp = metrics_path.with_suffix(".jsonl.tmp")
+    tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, metrics_path)
+    os.replace(tmp, path)
 
 
 def partial_run_files(run_dir: Path) -> list[Path]:

@@ -353,8 +353,8 @@ def restore_checkpoint(config: TrainConfig, run_dir: Path, checkpoint: Path, stu
     if torch.distributed.get_rank() == 0:
         if config.uses_memory and config.memory.mode != "frozen":
             ckpt.restore_bank(checkpoint, run_dir / "memory.db")
-        ckpt.truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-        ckpt.truncate_metrics(run_dir / TEACHER_EXAMPLES, state["step"])
+        ckpt.truncate_step_log(run_dir / "metrics.jsonl", state["step"])
+        ckpt.truncate_step_log(run_dir / TEACHER_EXAMPLES, state["step"])
         save_yaml(config, run_dir / "config.yaml")
         (run_dir / "resumed_from.json").write_text(json.dumps({"checkpoint": checkpoint.name, **state}), encoding="utf-8")
     _barrier()

@@ -144,6 +144,11 @@ def format_rules(labels: Sequence[str], max_per_kind: int, examples: dict[str, s
     return rules
 
 
+def wants_prefill(reflector, prefill: bool | None) -> bool:
+    """``prefill`` as asked, or by default whether ``reflector`` continues a prefilled answer."""
+    return bool(getattr(reflector, "supports_prefill", False)) if prefill is None else prefill
+
+
 def with_prefill(messages: list[dict], start: str) -> list[dict]:
     """``messages`` plus an assistant turn that starts the reply with ``start`` (e.g. "STRATEGY:"),
     for backends that continue it (``supports_prefill``); the reply then begins in the right format."""
@@ -236,7 +241,8 @@ def _is_sentence(body: str, min_words: int) -> bool:
         return False
     if any(unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") for c in body):
         return False
-    if len(_WORD.findall(body)) < min_words:
+    words = _WORD.findall(body)
+    if len(words) < min_words:
         return False
     if sum(bool(_WORD.search(word)) for word in body.split()) < min_words:
         return False
@@ -245,8 +251,7 @@ def _is_sentence(body: str, min_words: int) -> bool:
     slots = _SLOT.findall(body)  # template slots copied from a prompt: "[skill_1]", "<one sentence>"
     if slots and (body.startswith(slots[0]) or len("".join(slots)) > 0.3 * len(body)):
         return False
-    words = _WORD.findall(body.lower())
-    if len(words) >= 20 and len(set(words)) < 0.3 * len(words):  # "the nines of the nines of ..."
+    if len(words) >= 20 and len({w.lower() for w in words}) < 0.3 * len(words):  # "the nines of the nines of ..."
         return False
     visible = [c for c in body if not c.isspace()]
     letters = [c for c in visible if c.isalpha()]
@@ -426,8 +431,7 @@ def reflect(reflector: Reflector, groups: Sequence[QuestionAttempts], *, step: i
     the feedback, the example) are dropped and counted in ``copies_dropped``.
     """
     groups = [g for g in groups if g.attempts]
-    if prefill is None:
-        prefill = bool(getattr(reflector, "supports_prefill", False))
+    prefill = wants_prefill(reflector, prefill)
     prompts = [reflection_messages(g, max_chars_per_attempt, max_per_kind, example=example) for g in groups]
     conversations = [with_prefill(m, f"{reply_labels(g)[0]}:") if prefill else m for g, m in zip(groups, prompts)]
     outputs = safe_generate(reflector, conversations, max_new_tokens)
